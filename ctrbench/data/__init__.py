@@ -1,0 +1,5 @@
+"""Datasets: the `CTRData` form, data sources, text rendering, long-tail buckets, preprocessing cache."""
+
+from ctrbench.data.types import SPLITS, CTRData, Field
+
+__all__ = ["CTRData", "Field", "SPLITS"]

@@ -1,0 +1,31 @@
+"""The error hierarchy.
+
+Every error a user can cause is a `CtrbenchError` whose message already names the file, key, plugin or
+run at fault, so the CLI can print it as one line and exit with code 2 without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class CtrbenchError(Exception):
+    """Base of every error caused by input (suite files, plugins, data), not by a bug."""
+
+
+class SuiteError(CtrbenchError):
+    """A suite file is malformed, has an unknown key, a wrong type, or expands to nothing."""
+
+
+class PluginError(CtrbenchError):
+    """A plugin failed to import, registered a duplicate name, or a name is unknown."""
+
+
+class DataError(CtrbenchError):
+    """A data file is missing, corrupt (checksum mismatch) or malformed."""
+
+
+class RunError(CtrbenchError):
+    """One run failed (for example its loss became NaN); the other runs of a suite go on."""
+
+
+class StoreError(CtrbenchError):
+    """The result store is unreadable (for example a result file that is not valid JSON)."""

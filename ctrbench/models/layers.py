@@ -1,0 +1,155 @@
+"""Layers shared by the built-in CTR backbones (FuxiCTR's ``layers`` package, in one module).
+
+Every layer takes and returns plain tensors; shapes are in each docstring (``B`` batch, ``F`` fields,
+``d`` embedding size, ``D`` flattened input width). Paper equations are quoted next to the lines that
+implement them. Linear weights are initialised as FuxiCTR does (Xavier normal, zero bias), so a model
+built here starts where the same FuxiCTR model would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["MLP", "CrossNetV1", "CrossNetV2", "CrossNetMix", "fm_pairwise", "activation_layer"]
+
+_ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "leaky_relu": nn.LeakyReLU,
+    "prelu": nn.PReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
+
+
+def activation_layer(name: str) -> nn.Module:
+    """An activation module by (case-insensitive) name: relu, tanh, sigmoid, leaky_relu, prelu, gelu, silu."""
+    cls = _ACTIVATIONS.get(name.lower())
+    if cls is None:
+        raise ValueError(f"unknown activation '{name}'; known: {', '.join(_ACTIVATIONS)}")
+    return cls()
+
+
+def _init_linear(layer: nn.Linear) -> nn.Linear:
+    nn.init.xavier_normal_(layer.weight)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+class MLP(nn.Module):
+    """Feed-forward tower: per hidden layer Linear → (BatchNorm) → activation → (Dropout).
+
+    float[B, input_dim] → float[B, output_dim], where ``output_dim`` is ``hidden_units[-1]`` (or
+    ``input_dim`` when ``hidden_units`` is empty: the identity). There is no output projection: the
+    backbone's ``head`` makes the logit, so the tower's last hidden layer is the ``q`` methods read.
+    """
+
+    def __init__(self, input_dim: int, hidden_units: Sequence[int], dropout: float = 0.0,
+                 batch_norm: bool = False, activation: str = "relu") -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = int(input_dim)
+        for units in hidden_units:
+            layers.append(_init_linear(nn.Linear(width, int(units))))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(int(units)))
+            layers.append(activation_layer(activation))
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = int(units)
+        self.net = nn.Sequential(*layers)
+        self.input_dim = int(input_dim)
+        self.output_dim = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """float[B, input_dim] → float[B, output_dim]."""
+        return self.net(x)
+
+
+class CrossNetV1(nn.Module):
+    """DCN's cross network (Wang et al. 2017, Eq. 3): a rank-one cross per layer.
+
+    float[B, D] → float[B, D].  Layer l:  x_{l+1} = x_0 · (x_lᵀ w_l) + b_l + x_l,  w_l, b_l ∈ R^D.
+    """
+
+    def __init__(self, input_dim: int, num_layers: int) -> None:
+        super().__init__()
+        self.w = nn.ModuleList(_init_linear(nn.Linear(input_dim, 1, bias=False)) for _ in range(num_layers))
+        self.b = nn.ParameterList(nn.Parameter(torch.zeros(input_dim)) for _ in range(num_layers))
+
+    def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        x = x0
+        for w, b in zip(self.w, self.b, strict=True):
+            x = x0 * w(x) + b + x  # Eq. 3: x0 [B, D] * (x_lᵀ w_l) [B, 1] + b_l [D] + x_l
+        return x
+
+
+class CrossNetV2(nn.Module):
+    """DCN-V2's cross network (Wang et al. 2021, Eq. 1): a full-matrix cross per layer.
+
+    float[B, D] → float[B, D].  Layer l:  x_{l+1} = x_0 ⊙ (W_l x_l + b_l) + x_l,  W_l ∈ R^{D×D}.
+    """
+
+    def __init__(self, input_dim: int, num_layers: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(_init_linear(nn.Linear(input_dim, input_dim)) for _ in range(num_layers))
+
+    def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        x = x0
+        for layer in self.layers:
+            x = x0 * layer(x) + x  # Eq. 1: x0 ⊙ (W_l x_l + b_l) + x_l
+        return x
+
+
+class CrossNetMix(nn.Module):
+    """DCN-V2's mixture of low-rank cross experts, "DCN-Mix" (Wang et al. 2021, Eq. 3–4).
+
+    float[B, D] → float[B, D].  With K experts of rank r per layer l (g = tanh):
+
+        E_i(x_l) = x_0 ⊙ (U_l^i · g(C_l^i · g(V_l^iᵀ x_l)) + b_l)        (Eq. 4, expert i)
+        x_{l+1}  = Σ_i G_i(x_l) E_i(x_l) + x_l,   G(x) = softmax_i(g_iᵀ x)  (Eq. 3, gated mixture)
+
+    U, V: [L, K, D, r]; C: [L, K, r, r]; b: [L, D] shared by a layer's experts; the gate vectors
+    g_i ∈ R^D are shared across layers, as in the authors' and FuxiCTR's code. The experts of a layer are
+    computed together with einsum instead of a Python loop over experts.
+    """
+
+    def __init__(self, input_dim: int, num_layers: int, low_rank: int = 32, num_experts: int = 4) -> None:
+        super().__init__()
+        self.num_layers, self.num_experts, self.low_rank = num_layers, num_experts, low_rank
+
+        def xavier(*shape: int) -> nn.Parameter:  # Xavier normal per expert matrix (fans = its last two dims)
+            w = torch.empty(*shape)
+            for m in w.view(-1, shape[-2], shape[-1]):
+                nn.init.xavier_normal_(m)
+            return nn.Parameter(w)
+
+        self.U = xavier(num_layers, num_experts, input_dim, low_rank)
+        self.V = xavier(num_layers, num_experts, input_dim, low_rank)
+        self.C = xavier(num_layers, num_experts, low_rank, low_rank)
+        self.b = nn.Parameter(torch.zeros(num_layers, input_dim))
+        self.gating = _init_linear(nn.Linear(input_dim, num_experts, bias=False))  # row i = g_i
+
+    def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        x = x0
+        for l in range(self.num_layers):
+            v = torch.tanh(torch.einsum("bd,kdr->bkr", x, self.V[l]))  # g(V_lᵀ x_l): [B, K, r]
+            v = torch.tanh(torch.einsum("kst,bkt->bks", self.C[l], v))  # g(C_l ·): [B, K, r]
+            uv = torch.einsum("kdr,bkr->bkd", self.U[l], v)  # U_l ·: [B, K, D]
+            experts = x0.unsqueeze(1) * (uv + self.b[l])  # Eq. 4, E_i(x_l): [B, K, D]
+            gates = torch.softmax(self.gating(x), dim=-1)  # G(x_l): [B, K]
+            x = torch.einsum("bk,bkd->bd", gates, experts) + x  # Eq. 3: Σ_i G_i E_i + x_l
+        return x
+
+
+def fm_pairwise(E: torch.Tensor) -> torch.Tensor:
+    """FM's second-order term in O(F·d) (Rendle 2010, Lemma 3.1), before the sum over d.
+
+    float[B, F, d] → float[B, d]:  Σ_{i<j} e_i ⊙ e_j = ½ ((Σ_i e_i)² − Σ_i e_i²).
+    """
+    return 0.5 * (E.sum(dim=1).pow(2) - E.pow(2).sum(dim=1))

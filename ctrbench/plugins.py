@@ -1,0 +1,138 @@
+"""The plugin manager: the only global state in ctrbench.
+
+Loads every ``ctrbench`` entry point, keeps going when one fails to import (the failure is recorded by
+plugin name, shown by ``ctrbench plugins``, and only becomes an error if a suite needs a component that
+plugin would have provided), and fills one ``Registry`` per component kind.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from ctrbench import hookspecs
+from ctrbench.errors import PluginError
+from ctrbench.registry import Registry
+
+log = logging.getLogger(__name__)
+
+DISABLE_ENV = "CTRBENCH_DISABLE_PLUGINS"
+
+_HOOK_FOR_KIND = {
+    "datasets": "ctrbench_register_datasets",
+    "ctr": "ctrbench_register_ctr_backbones",
+    "plm": "ctrbench_register_plms",
+    "methods": "ctrbench_register_methods",
+    "executors": "ctrbench_register_executors",
+}
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One entry point and what happened when it was loaded."""
+
+    name: str
+    module: str
+    distribution: str
+    version: str
+    status: str  # "loaded" | "failed" | "disabled"
+    error: str = ""
+
+
+@dataclass
+class Plugins:
+    """The loaded plugin manager and the registries its plugins filled."""
+
+    pm: pluggy.PluginManager
+    registries: dict[str, Registry[Any]]
+    infos: list[PluginInfo] = field(default_factory=list)
+
+    def registry(self, kind: str) -> Registry[Any]:
+        return self.registries[kind]
+
+    @property
+    def failed(self) -> list[PluginInfo]:
+        return [i for i in self.infos if i.status == "failed"]
+
+    def failure_hint(self) -> str:
+        """Appended to unknown-name errors: the missing component may live in a plugin that failed."""
+        if not self.failed:
+            return ""
+        return " [plugins that failed to import: " + "; ".join(f"{i.name}: {i.error}" for i in self.failed) + "]"
+
+    def notify_run_finished(self, spec: Any, result: Any) -> None:
+        try:
+            self.pm.hook.ctrbench_run_finished(spec=spec, result=result)
+        except Exception as exc:  # a broken tracker must not lose a stored result
+            log.warning("a ctrbench_run_finished hook raised %s: %s", type(exc).__name__, exc)
+
+
+def _disabled_names() -> set[str]:
+    return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+
+
+def _entry_points() -> list[importlib.metadata.EntryPoint]:
+    eps = importlib.metadata.entry_points(group=hookspecs.PROJECT)
+    seen: dict[str, importlib.metadata.EntryPoint] = {}
+    for ep in eps:  # the same distribution can be visible twice (editable + site); keep the first
+        seen.setdefault(ep.name, ep)
+    return sorted(seen.values(), key=lambda e: e.name)
+
+
+def load_plugins(extra: list[tuple[str, object]] | None = None) -> Plugins:
+    """Build a fresh plugin manager from the installed entry points (plus ``extra`` (name, module) pairs).
+
+    ``extra`` lets tests register an in-memory plugin without installing a distribution.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    disabled = _disabled_names()
+    infos: list[PluginInfo] = []
+    for ep in _entry_points():
+        dist = ep.dist.name if ep.dist else "?"
+        version = ep.dist.version if ep.dist else "?"
+        if ep.name in disabled:
+            infos.append(PluginInfo(ep.name, ep.value, dist, version, "disabled"))
+            continue
+        try:
+            module = ep.load()
+            pm.register(module, name=ep.name)
+        except Exception as exc:  # report by name, keep loading the others
+            msg = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            log.warning("plugin '%s' (%s) failed to import: %s", ep.name, ep.value, msg)
+            infos.append(PluginInfo(ep.name, ep.value, dist, version, "failed", msg))
+            continue
+        infos.append(PluginInfo(ep.name, ep.value, dist, version, "loaded"))
+    for name, module in extra or []:
+        if name in disabled:
+            infos.append(PluginInfo(name, repr(module), "(in-process)", "", "disabled"))
+            continue
+        pm.register(module, name=name)
+        infos.append(PluginInfo(name, repr(module), "(in-process)", "", "loaded"))
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin '{exc.plugin}' implements a hook that ctrbench does not define: {exc}") from None
+
+    registries: dict[str, Registry[Any]] = {kind: Registry(kind) for kind in _HOOK_FOR_KIND}
+    for kind, hook_name in _HOOK_FOR_KIND.items():
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            plugin_name = impl.plugin_name
+            registry = registries[kind]
+
+            def register(name: str, factory: Any, _p: str = plugin_name, _r: Registry[Any] = registry,
+                         **meta: Any) -> None:
+                _r.add(name, factory, plugin=_p, **meta)
+
+            try:
+                impl.function(register=register)
+            except PluginError:
+                raise
+            except Exception as exc:
+                raise PluginError(f"plugin '{plugin_name}' raised in {hook_name}: {type(exc).__name__}: {exc}") from exc
+    return Plugins(pm, registries, infos)

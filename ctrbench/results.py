@@ -1,0 +1,53 @@
+"""What a method returns (`Predictions`) and what the store keeps per run (`RunResult`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Predictions:
+    """Click probabilities of a trained model on the validation and test rows (in split order)."""
+
+    valid: np.ndarray
+    test: np.ndarray
+    n_params: int
+    train_seconds: float
+    infer_seconds: float
+    infer_ms_per_batch: float = float("nan")
+    epochs: int = 0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The stored outcome of one run.
+
+    ``metrics`` holds ``test_auc``, ``test_logloss``, ``valid_auc``, ``valid_logloss`` (and method extras);
+    ``buckets`` maps a long-tail bucket name to ``{"auc", "logloss", "n"}`` on the test split.
+    """
+
+    run_id: str
+    status: str  # "ok" | "failed"
+    metrics: dict[str, float] = field(default_factory=dict)
+    buckets: dict[str, dict[str, float]] = field(default_factory=dict)
+    n_params: int = 0
+    train_seconds: float = 0.0
+    infer_seconds: float = 0.0
+    infer_ms_per_batch: float = float("nan")
+    epochs: int = 0
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunResult:
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
