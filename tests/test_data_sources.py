@@ -1,0 +1,292 @@
+"""Data sources: download + checksum + cache, local files, files inside wheels, fallbacks.
+
+Everything is local: a `http.server` on 127.0.0.1 in a thread, and a wheel built by the test and served
+to pip with ``--no-index --find-links``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.server
+import importlib.metadata
+import logging
+import socket
+import subprocess
+import threading
+import zipfile
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from ctrbench.data.sources import (
+    FirstAvailable,
+    LocalFile,
+    UrlSource,
+    WheelFile,
+    parse_checksum,
+    sha256_file,
+)
+from ctrbench.errors import DataError
+
+PAYLOAD = b"user_id\titem_id\n" + b"1\t2\n" * 5000
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class _Server:
+    def __init__(self, root: Path) -> None:
+        handler = partial(_QuietHandler, directory=str(root))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.requests: list[str] = []
+        self.httpd.requests = self.requests  # type: ignore[attr-defined]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib signature)
+        self.server.requests.append(self.path)  # type: ignore[attr-defined]
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[_Server]:
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "data.tsv").write_bytes(PAYLOAD)
+    srv = _Server(root)
+    yield srv
+    srv.stop()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- UrlSource --------------------------------------------------------------------------------------
+
+def test_download_verifies_checksum_and_lands_in_downloads(server: _Server, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    path = UrlSource(server.url("data.tsv"), "data.tsv", f"sha256:{sha256(PAYLOAD)}", timeout=5).fetch(cache)
+    assert path == cache / "downloads" / "data.tsv"
+    assert path.read_bytes() == PAYLOAD
+    assert sorted(p.name for p in (cache / "downloads").iterdir()) == ["data.tsv"]  # no temp file left
+    assert server.requests == ["/data.tsv"]
+
+
+def test_md5_checksums_are_accepted(server: _Server, tmp_path: Path) -> None:
+    md5 = hashlib.md5(PAYLOAD).hexdigest()
+    path = UrlSource(server.url("data.tsv"), "data.tsv", f"md5:{md5}", timeout=5).fetch(tmp_path)
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_second_fetch_uses_the_cache_without_the_server(server: _Server, tmp_path: Path) -> None:
+    source = UrlSource(server.url("data.tsv"), "data.tsv", f"sha256:{sha256(PAYLOAD)}", timeout=5)
+    first = source.fetch(tmp_path)
+    server.stop()
+    assert source.fetch(tmp_path) == first
+    assert server.requests == ["/data.tsv"]
+
+
+def test_corrupt_cached_file_is_downloaded_again(server: _Server, tmp_path: Path) -> None:
+    source = UrlSource(server.url("data.tsv"), "data.tsv", f"sha256:{sha256(PAYLOAD)}", timeout=5)
+    path = source.fetch(tmp_path)
+    path.write_bytes(b"truncated")
+    assert source.fetch(tmp_path).read_bytes() == PAYLOAD
+    assert server.requests == ["/data.tsv", "/data.tsv"]
+
+
+def test_checksum_mismatch_names_url_and_both_checksums_and_keeps_nothing(server: _Server, tmp_path: Path) -> None:
+    wrong = "0" * 64
+    url = server.url("data.tsv")
+    with pytest.raises(DataError) as err:
+        UrlSource(url, "data.tsv", f"sha256:{wrong}", timeout=5).fetch(tmp_path)
+    msg = str(err.value)
+    assert url in msg
+    assert f"expected sha256:{wrong}" in msg
+    assert f"got sha256:{sha256(PAYLOAD)}" in msg
+    assert list((tmp_path / "downloads").iterdir()) == []
+
+
+def test_unreachable_url_is_a_data_error_naming_the_url(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/ml-100k.zip"
+    with pytest.raises(DataError, match="download of http://127.0.0.1:.*/ml-100k.zip failed"):
+        UrlSource(url, "ml-100k.zip", f"sha256:{'0' * 64}", timeout=2).fetch(tmp_path)
+    assert not (tmp_path / "downloads" / "ml-100k.zip").exists()
+
+
+def test_missing_file_on_server_is_a_data_error(server: _Server, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="failed: HTTP 404"):
+        UrlSource(server.url("nope.zip"), "nope.zip", f"sha256:{'0' * 64}", timeout=5).fetch(tmp_path)
+
+
+@pytest.mark.parametrize("bad", ["abc", "sha1:" + "0" * 40, "sha256:xyz", "sha256:" + "0" * 10])
+def test_malformed_checksums_are_rejected(bad: str) -> None:
+    with pytest.raises(DataError, match="malformed checksum"):
+        parse_checksum(bad)
+
+
+def test_sha256_file_matches_hashlib(tmp_path: Path) -> None:
+    p = tmp_path / "f.bin"
+    p.write_bytes(PAYLOAD * 300)  # > 1 MiB: several read chunks
+    assert sha256_file(p) == sha256(PAYLOAD * 300)
+
+
+# -- LocalFile --------------------------------------------------------------------------------------
+
+def test_local_file_missing_names_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "ml-100k.zip"
+    with pytest.raises(DataError) as err:
+        LocalFile(missing).fetch(tmp_path)
+    assert str(err.value) == f"local file not found: {missing}"
+
+
+def test_local_file_checksum(tmp_path: Path) -> None:
+    p = tmp_path / "raw.tsv"
+    p.write_bytes(PAYLOAD)
+    assert LocalFile(p, f"sha256:{sha256(PAYLOAD)}").fetch(tmp_path / "cache") == p
+    p.write_bytes(PAYLOAD + b"x")
+    with pytest.raises(DataError, match=f"checksum mismatch for local file {p}: expected sha256:{sha256(PAYLOAD)}"):
+        LocalFile(p, f"sha256:{sha256(PAYLOAD)}").fetch(tmp_path / "cache")
+    assert p.exists()  # a user's own file is never deleted
+
+
+# -- WheelFile --------------------------------------------------------------------------------------
+
+MEMBER = "fakedata/dataset_example/tiny/tiny.inter"
+MEMBER_BYTES = b"user_id:token\titem_id:token\n1\t2\n"
+
+
+def _record_hash(data: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def build_fake_wheel(wheelhouse: Path) -> Path:
+    """``fakedata-0.1-py3-none-any.whl`` with one data file and a minimal dist-info."""
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    files = {
+        "fakedata/__init__.py": b"",
+        MEMBER: MEMBER_BYTES,
+        "fakedata-0.1.dist-info/METADATA": b"Metadata-Version: 2.1\nName: fakedata\nVersion: 0.1\n",
+        "fakedata-0.1.dist-info/WHEEL": (b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                                         b"Tag: py3-none-any\n"),
+    }
+    record = "".join(f"{name},{_record_hash(data)},{len(data)}\n" for name, data in files.items())
+    record += "fakedata-0.1.dist-info/RECORD,,\n"
+    wheel = wheelhouse / "fakedata-0.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+        z.writestr("fakedata-0.1.dist-info/RECORD", record)
+    return wheel
+
+
+@pytest.fixture()
+def wheelhouse(tmp_path: Path) -> Path:
+    build_fake_wheel(tmp_path / "wheelhouse")
+    return tmp_path / "wheelhouse"
+
+
+def _no_subprocess(*args: object, **kwargs: object) -> None:
+    raise AssertionError("pip must not run")
+
+
+def test_wheel_file_is_fetched_with_pip_and_extracted(wheelhouse: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    source = WheelFile("fakedata==0.1", MEMBER, f"sha256:{sha256(MEMBER_BYTES)}",
+                       pip_args=("--no-index", "--find-links", str(wheelhouse)))
+    path = source.fetch(cache)
+    assert path == cache / "wheels" / "fakedata-0.1" / MEMBER
+    assert path.read_bytes() == MEMBER_BYTES
+    assert (cache / "wheels" / "fakedata-0.1-py3-none-any.whl").is_file()
+    (cache / "wheels" / "fakedata-0.1-py3-none-any.whl").unlink()
+    monkeypatch.setattr(subprocess, "run", _no_subprocess)  # second fetch: the extracted file, no pip
+    assert source.fetch(cache) == path
+    path.write_bytes(b"tampered")  # a changed extracted file is not trusted: fetched again (pip refused here)
+    with pytest.raises(AssertionError, match="pip must not run"):
+        source.fetch(cache)
+
+
+def test_wheel_member_checksum_mismatch_is_a_data_error(wheelhouse: Path, tmp_path: Path) -> None:
+    source = WheelFile("fakedata==0.1", MEMBER, f"sha256:{'1' * 64}",
+                       pip_args=("--no-index", "--find-links", str(wheelhouse)))
+    with pytest.raises(DataError, match=f"checksum mismatch for {MEMBER} from fakedata-0.1-py3-none-any.whl: "
+                                        f"expected sha256:{'1' * 64}, got sha256:{sha256(MEMBER_BYTES)}"):
+        source.fetch(tmp_path)
+    assert not (tmp_path / "wheels" / "fakedata-0.1" / MEMBER).exists()
+
+
+def test_wheel_member_is_checked_against_the_wheels_record(tmp_path: Path) -> None:
+    wheel = build_fake_wheel(tmp_path / "wheelhouse")
+    with zipfile.ZipFile(wheel) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    files[MEMBER] = b"corrupted in the wheel"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    source = WheelFile("fakedata==0.1", MEMBER, pip_args=("--no-index", "--find-links", str(wheel.parent)))
+    with pytest.raises(DataError, match=f"mismatch for {MEMBER} against fakedata-0.1-py3-none-any.whl's RECORD"):
+        source.fetch(tmp_path / "cache")
+
+
+def test_wheel_pip_failure_reports_pips_last_line(wheelhouse: Path, tmp_path: Path) -> None:
+    source = WheelFile("fakedata==0.2", MEMBER, pip_args=("--no-index", "--find-links", str(wheelhouse)))
+    with pytest.raises(DataError, match=r"pip download fakedata==0.2 failed: .*fakedata==0.2"):
+        source.fetch(tmp_path)
+
+
+def test_wheel_missing_member_is_a_data_error(wheelhouse: Path, tmp_path: Path) -> None:
+    source = WheelFile("fakedata==0.1", "fakedata/nope.txt", pip_args=("--no-index", "--find-links", str(wheelhouse)))
+    with pytest.raises(DataError, match="wheel fakedata-0.1-py3-none-any.whl has no member fakedata/nope.txt"):
+        source.fetch(tmp_path)
+
+
+def test_installed_distribution_is_read_in_place_without_pip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    version = importlib.metadata.version("pluggy")
+    monkeypatch.setattr(subprocess, "run", _no_subprocess)
+    path = WheelFile(f"pluggy=={version}", "pluggy/__init__.py").fetch(tmp_path)
+    import pluggy
+
+    assert path.resolve() == Path(pluggy.__file__).resolve()
+    assert not (tmp_path / "wheels").exists()
+
+
+def test_wheel_requirement_must_pin_a_version() -> None:
+    with pytest.raises(DataError, match="must pin one version"):
+        WheelFile("recbole>=1.2", "recbole/x")
+
+
+# -- FirstAvailable ---------------------------------------------------------------------------------
+
+def test_first_available_falls_through_to_the_next_source(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    good = tmp_path / "good.tsv"
+    good.write_bytes(PAYLOAD)
+    missing = tmp_path / "missing.tsv"
+    with caplog.at_level(logging.INFO, logger="ctrbench.data.sources"):
+        path = FirstAvailable([LocalFile(missing), LocalFile(good)]).fetch(tmp_path)
+    assert path == good
+    assert f"local file not found: {missing}" in caplog.text
+
+
+def test_first_available_lists_every_failure(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.zip", tmp_path / "b.zip"
+    with pytest.raises(DataError) as err:
+        FirstAvailable([LocalFile(a), LocalFile(b)]).fetch(tmp_path)
+    assert str(err.value) == (f"no data source worked: local file {a}: local file not found: {a}; "
+                              f"local file {b}: local file not found: {b}")
