@@ -53,7 +53,8 @@ class RunContext:
         entry = self.plugins.registry("ctr").get(self.spec.ctr.name)
         config = {"embed_dim": 16, **self.spec.ctr.config, **overrides}
         torch.manual_seed(self.spec.seed)
-        return entry.create(fields=self.data.fields, num_extra_fields=num_extra_fields, **config)
+        fields = [*self.data.fields, *self.data.sequence_fields]
+        return entry.create(fields=fields, num_extra_fields=num_extra_fields, **config)
 
     def build_plm(self, **overrides: Any) -> Any:
         if self.spec.plm is None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from ctrbench_ctr.dnn import DNN
-from ctrbench_ctr.fm import FM
 
 from ctrbench.errors import RunError
 from ctrbench.stats import auc
 from ctrbench.trainer import TrainConfig, Trainer, resolve_device
+from ctrbench_ctr.dnn import DNN
+from ctrbench_ctr.fm import FM
 
 
 def fit_fm(data, seed, **cfg):

@@ -24,6 +24,7 @@ class Field:
     kind: FieldKind
     vocab_size: int
     text_name: str = ""
+    shares: str = ""  # sequence fields: the categorical field whose index space (and table) they use
 
     @property
     def label(self) -> str:
@@ -36,7 +37,9 @@ class CTRData:
 
     ``X[:, j]`` holds the index of ``fields[j]`` (categorical fields only, 0 = unknown). Sequence fields
     (e.g. user history for DIN/DIEN) live in ``sequences[name]`` as ``int64[N, L]``, left-aligned and
-    zero-padded, and are described in ``sequence_fields``. ``vocab[field][i]`` is the text of index ``i``.
+    zero-padded, most recent first, and are described in ``sequence_fields`` (``Field.shares`` names the
+    categorical field whose indices they hold, e.g. ``history`` shares ``item_id``).
+    ``vocab[field][i]`` is the text of index ``i``.
     ``user``/``item`` are the raw-id indices used for long-tail buckets. ``splits`` maps train/valid/test
     to sorted row-index arrays. Arrays may be ``np.memmap`` for sets larger than memory.
     """

@@ -7,13 +7,46 @@ aligns against the item embedding table, reached through ``FieldEmbedding.table(
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from ctrbench.data.types import Field
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """Registry metadata a backbone class carries (see `backbone`)."""
+
+    name: str
+    summary: str
+    paper: str
+    q: str
+
+
+B = TypeVar("B")
+
+
+def backbone(name: str, *, summary: str, paper: str, q: str) -> Callable[[B], B]:
+    """Class decorator: mark a `CTRBackbone` for registration under ``name``.
+
+    The built-in CTR plugin registers every decorated class it finds in its package, so adding a model is
+    adding one file (timm's pattern): no central list to edit. ``q`` says what ``interact`` returns for this
+    model, because ClickPrompt's prompt generator reads it.
+    """
+
+    def mark(cls: B) -> B:
+        cls.__ctrbench_backbone__ = BackboneInfo(name, summary, paper, q)  # type: ignore[attr-defined]
+        return cls
+
+    return mark
+
+
+def backbone_info(obj: Any) -> BackboneInfo | None:
+    return obj.__dict__.get("__ctrbench_backbone__") if isinstance(obj, type) else None
 
 
 @dataclass
@@ -89,6 +122,7 @@ class CTRBackbone(nn.Module):
     def __init__(self, fields: Sequence[Field], embed_dim: int, num_extra_fields: int = 0) -> None:
         super().__init__()
         self.fields = [f for f in fields if f.kind == "categorical"]
+        self.sequence_fields = [f for f in fields if f.kind == "sequence"]
         self.embed_dim = embed_dim
         self.num_extra_fields = num_extra_fields
         self.embedding = FieldEmbedding(self.fields, embed_dim)

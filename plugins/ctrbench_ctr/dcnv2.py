@@ -20,12 +20,24 @@ from typing import Literal
 import torch
 
 from ctrbench.data.types import Field
-from ctrbench.models.base import CTRBackbone
+from ctrbench.models.base import CTRBackbone, backbone
 from ctrbench.models.layers import MLP, CrossNetMix, CrossNetV2
 
 STRUCTURES = ("parallel", "stacked", "crossnet_only")
 
 
+@backbone(
+    "dcnv2",
+    summary='Deep & Cross Network V2: full-rank or mixture-of-low-rank cross network + MLP',
+    paper=(
+        'Wang et al., DCN V2: Improved Deep & Cross Network and Practical Lessons for Web-scale Learning to '
+        'Rank Systems, WWW 2021'
+    ),
+    q=(
+        'parallel: [cross_out; dnn_out], [B, F*d + dnn_hidden_units[-1]]; stacked: dnn(cross_out), [B, '
+        'dnn_hidden_units[-1]]; crossnet_only: cross_out, [B, F*d] (F counts extra fields)'
+    ),
+)
 class DCNv2(CTRBackbone):
     """Deep & Cross Network V2.
 

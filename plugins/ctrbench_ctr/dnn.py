@@ -15,10 +15,16 @@ from collections.abc import Sequence
 import torch
 
 from ctrbench.data.types import Field
-from ctrbench.models.base import CTRBackbone
+from ctrbench.models.base import CTRBackbone, backbone
 from ctrbench.models.layers import MLP
 
 
+@backbone(
+    "dnn",
+    summary='MLP over concatenated field embeddings',
+    paper='Covington et al., Deep Neural Networks for YouTube Recommendations, RecSys 2016',
+    q='the last hidden layer of the MLP, [B, hidden_units[-1]]',
+)
 class DNN(CTRBackbone):
     """Plain MLP backbone.
 

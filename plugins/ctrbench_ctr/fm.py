@@ -16,10 +16,19 @@ import torch
 from torch import nn
 
 from ctrbench.data.types import Field
-from ctrbench.models.base import Batch, CTRBackbone, FieldEmbedding
+from ctrbench.models.base import Batch, CTRBackbone, FieldEmbedding, backbone
 from ctrbench.models.layers import fm_pairwise
 
 
+@backbone(
+    "fm",
+    summary='Factorization machine: first-order weights + all pairwise inner products',
+    paper='Rendle, Factorization Machines, ICDM 2010',
+    q=(
+        'the pairwise term sum_{i<j} e_i * e_j before the sum over d, [B, embed_dim]; logit = sum(q) + bias +'
+        ' first-order weights'
+    ),
+)
 class FM(CTRBackbone):
     """Factorization machine.
 

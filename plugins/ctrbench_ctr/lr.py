@@ -16,9 +16,15 @@ import torch
 from torch import nn
 
 from ctrbench.data.types import Field
-from ctrbench.models.base import CTRBackbone
+from ctrbench.models.base import CTRBackbone, backbone
 
 
+@backbone(
+    "lr",
+    summary='Logistic regression on one-hot field features (first-order weights only)',
+    paper='Richardson et al., Predicting Clicks: Estimating the Click-Through Rate for New Ads, WWW 2007',
+    q='the per-field first-order weights w_f[x_f], [B, F(+k)]; logit = sum(q) + bias',
+)
 class LR(CTRBackbone):
     """Logistic regression.
 
