@@ -88,14 +88,16 @@ class Store:
         if d.exists() and not (d / "result.json").exists():
             shutil.rmtree(d)
         d.mkdir(parents=True, exist_ok=True)
-        (d / "result.json").unlink(missing_ok=True)  # a rerun replaces the old result only when done
-        atomic_write_json(d / "spec.json", spec.to_dict())
+        atomic_write_json(d / "spec.json", spec.to_dict())  # a rerun keeps the old result until finish()
         return d
 
     def finish(self, spec: RunSpec, result: RunResult, provenance: dict[str, Any],
                predictions: dict[str, np.ndarray] | None = None, log_text: str = "") -> Path:
         d = self.run_dir(spec.suite, spec.run_id)
         d.mkdir(parents=True, exist_ok=True)
+        # A rerun replaces the old result only now that the new one exists; dropping result.json first
+        # means a crash in the next few writes leaves a partial run, never an old result beside new files.
+        (d / "result.json").unlink(missing_ok=True)
         if predictions is not None:
             fd, tmp = tempfile.mkstemp(dir=d, prefix=".predictions.", suffix=".npz")
             os.close(fd)

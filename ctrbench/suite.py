@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,7 @@ class Suite:
     executor: ComponentRef = ComponentRef("local")
     description: str = ""
     store: str | None = None
+    forced: dict[str, Any] = field(default_factory=dict)  # --set <component>.<key>: applied after the grid
 
 
 # -- line numbers -------------------------------------------------------------------------------------
@@ -158,6 +159,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], ctx: _Ctx) -> dic
         else:
             parts = key.split(".")
             if parts[0] in DEFAULT_KEYS:
+                # applies to every run, after grid and variants (a grid axis over the component would
+                # otherwise replace the default it sets)
+                raw.setdefault("_forced", {})[key] = value
                 parts = ["defaults", *parts]
             if parts[0] not in TOP_KEYS:
                 raise SuiteError(f"--set {item!r}: unknown key '{parts[0]}'{did_you_mean(parts[0], list(TOP_KEYS))}")
@@ -215,6 +219,8 @@ def _check_train_value(ctx: _Ctx, path: str, k: str, v: Any) -> None:
 
 
 def parse_suite(raw: dict[str, Any], ctx: _Ctx) -> Suite:
+    raw = dict(raw)
+    forced = raw.pop("_forced", {})
     ctx.known_keys("", raw, TOP_KEYS)
     version = raw.get("schema_version")
     if version != SCHEMA_VERSION:
@@ -258,6 +264,8 @@ def parse_suite(raw: dict[str, Any], ctx: _Ctx) -> Suite:
             raise ctx.error(f"grid.{axis}", f"expected a list of values, got {type(values).__name__}")
         if not values:
             raise ctx.error(f"grid.{axis}", "empty grid axis: it would expand to zero runs")
+        for i, value in enumerate(values):
+            _check_axis_value(ctx, f"grid.{axis}[{i}]", axis, value)
         grid[axis] = list(values)
 
     variants_raw = raw.get("variants") or {}
@@ -266,8 +274,9 @@ def parse_suite(raw: dict[str, Any], ctx: _Ctx) -> Suite:
     for vname, over in variants_raw.items():
         over = over or {}
         ctx.expect(f"variants.{vname}", over, dict, "a mapping of overrides")
-        for axis in over:
+        for axis, value in over.items():
             _check_axis(ctx, f"variants.{vname}.{axis}", axis)
+            _check_axis_value(ctx, f"variants.{vname}.{axis}", axis, value)
         variants[str(vname)] = dict(over)
 
     exclude_raw = raw.get("exclude") or []
@@ -307,11 +316,21 @@ def parse_suite(raw: dict[str, Any], ctx: _Ctx) -> Suite:
                   defaults=defaults, grid=grid, variants=variants, exclude=tuple(exclude_raw),
                   baseline={str(k): str(v) for k, v in baseline.items()}, buckets=Buckets(**buckets_raw),
                   significance=sig, executor=ComponentRef(executor.pop("name"), executor),
-                  description=description, store=store)
+                  description=description, store=store, forced=forced)
     specs = expand(suite)
     if not specs:
         raise ctx.error("exclude" if suite.exclude else "grid", "the suite expands to zero runs")
     return suite
+
+
+def _check_axis_value(ctx: _Ctx, key: str, axis: str, value: Any) -> None:
+    head, _, sub = axis.partition(".")
+    if head == "train" and sub:
+        _check_train_value(ctx, key, sub, value)
+    elif head == "train":
+        _check_train(ctx, key, value)
+    elif not sub:
+        _component(ctx, key, value, allow_none=head == "plm")
 
 
 def _check_axis(ctx: _Ctx, key: str, axis: str) -> None:
@@ -353,6 +372,12 @@ def _apply(resolved: dict[str, Any], axis: str, value: Any) -> None:
         resolved[head][sub] = value
 
 
+def _dataset_label(dataset: ComponentRef) -> str:
+    """Two configs of one dataset in a suite get distinct labels, e.g. ``synthetic(num_samples=500)``."""
+    args = ", ".join(f"{k}={v}" for k, v in sorted(dataset.config.items()))
+    return f"{dataset.name}({args})"
+
+
 def _matches(labels: dict[str, str], pattern: dict[str, Any]) -> bool:
     return all(labels.get(str(k)) == _label(v) for k, v in pattern.items())
 
@@ -363,17 +388,20 @@ def expand(suite: Suite) -> list[RunSpec]:
     combos = list(itertools.product(*(suite.grid[a] for a in axes))) if axes else [()]
     variants = list(suite.variants.items()) or [("", {})]
     specs: list[RunSpec] = []
+    names = [d.name for d in suite.datasets]
     for dataset in suite.datasets:
+        dataset_label = dataset.name if names.count(dataset.name) == 1 else _dataset_label(dataset)
         for vname, overrides in variants:
             for combo in combos:
                 resolved = copy.deepcopy(suite.defaults)
-                labels: dict[str, str] = {"dataset": dataset.name}
+                labels: dict[str, str] = {"dataset": dataset_label}
                 if vname:
                     labels["variant"] = vname
-                for axis, value in overrides.items():
+                assignments = [*overrides.items(), *zip(axes, combo, strict=True), *suite.forced.items()]
+                # a whole component first, then its keys, whatever order the YAML lists them in
+                for axis, value in sorted(assignments, key=lambda kv: "." in kv[0]):
                     _apply(resolved, axis, value)
                 for axis, value in zip(axes, combo, strict=True):
-                    _apply(resolved, axis, value)
                     labels[axis] = _label(value)
                 if any(_matches(labels, ex) for ex in suite.exclude):
                     continue

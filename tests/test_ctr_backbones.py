@@ -43,7 +43,7 @@ def test_builtin_backbone_passes_the_conformance_kit(factory, config):
     check_ctr_backbone(factory, config=config)
 
 
-def test_plugin_registers_the_four_backbones_through_pluggy():
+def test_plugin_registers_every_decorated_backbone_through_pluggy():
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     pm.register(plugin, name="builtin-ctr")
@@ -51,12 +51,14 @@ def test_plugin_registers_the_four_backbones_through_pluggy():
     registry: Registry[CTRBackbone] = Registry("ctr")
     pm.hook.ctrbench_register_ctr_backbones(register=lambda name, factory, **meta: registry.add(
         name, factory, plugin="builtin-ctr", **meta))
-    assert list(registry) == ["dcnv2", "dnn", "fm", "lr"]
+    assert {"dcnv2", "dnn", "fm", "lr"} <= set(registry)
+    assert len(registry) == len(plugin.discover())  # every decorated class, nothing else
     for name in registry:
         entry = registry.get(name)
         assert entry.paper and entry.summary and entry.metadata.get("q"), name
         assert "defaults" not in entry.metadata, name
-    assert [e.name for e in registry.find("*dcn*")] == ["dcnv2"]
+    assert "dcnv2" in [e.name for e in registry.find("*dcn*")]
+    assert all("dcn" in e.name for e in registry.find("*dcn*"))
 
 
 def test_a_mistyped_config_key_is_an_error_with_a_suggestion():

@@ -102,3 +102,14 @@ def test_atomic_write_leaves_no_temp_file_on_failure(tmp_path, monkeypatch):
         mod.atomic_write_json(target, {"a": 2})
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_rerun_keeps_the_old_result_until_the_new_one_is_complete(tmp_path):
+    store = Store(tmp_path)
+    s = spec()
+    store.begin(s)
+    store.finish(s, RunResult(s.run_id, "ok", {"test_auc": 0.7}), {})
+    store.begin(s)  # --rerun all starts again…
+    assert store.load("s", s.run_id).result.metrics == {"test_auc": 0.7}  # …and the old result is still there
+    store.finish(s, RunResult(s.run_id, "ok", {"test_auc": 0.71}), {})
+    assert store.load("s", s.run_id).result.metrics == {"test_auc": 0.71}

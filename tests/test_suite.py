@@ -117,3 +117,34 @@ def test_shipped_suites_validate():
     plugins = load_plugins()
     for path in sorted(root.glob("*.yaml")):
         assert plan(load_suite(path), plugins), path
+
+
+def test_component_keys_apply_after_the_component_whatever_the_order(tmp_path):
+    text = GOOD.replace("grid:\n", "grid:\n  ctr.embed_dim: [4, 8]\n")
+    specs = expand(load_suite(write(tmp_path, text)))
+    assert {s.ctr.config.get("embed_dim") for s in specs} == {4, 8}
+    assert len({s.run_id for s in specs}) == len(specs)
+
+
+def test_set_component_key_reaches_every_grid_value(tmp_path):
+    specs = expand(load_suite(write(tmp_path, GOOD), ["ctr.embed_dim=32"]))
+    assert {s.ctr.config["embed_dim"] for s in specs} == {32}
+    assert {s.labels["ctr"] for s in specs} == {"lr", "fm", "dnn-small"}
+
+
+def test_two_configs_of_one_dataset_get_distinct_labels(tmp_path):
+    specs = expand(load_suite(write(tmp_path, GOOD)))
+    assert {s.labels["dataset"] for s in specs} == {"synthetic()", "synthetic(num_samples=500)"}
+
+
+@pytest.mark.parametrize("grid, message", [
+    ("  ctr: [{embed_dim: 4}]\n", r"key 'grid.ctr\[0\]': a component mapping needs a string 'name'"),
+    ("  train.lr: [fast]\n", r"key 'grid.train.lr\[0\]': expected a number, got str 'fast'"),
+    ("  train.epochs: [1.5]\n", r"key 'grid.train.epochs\[0\]': expected an integer"),
+])
+def test_grid_values_are_validated(tmp_path, grid, message):
+    text = GOOD.replace("grid:\n  ctr: [lr, fm, {name: dnn, hidden_units: [8], label: dnn-small}]\n"
+                        "  train.lr: [0.001, 0.01]\n", "grid:\n" + grid).replace(
+                            "exclude:\n  - {ctr: lr, train.lr: 0.01}\n", "")
+    with pytest.raises(SuiteError, match=message):
+        load_suite(write(tmp_path, text))
