@@ -10,7 +10,9 @@ something is off, and returns ``None`` otherwise::
         check_ctr_backbone(MyModel, config={"num_layers": 2})
 
 Only torch and numpy are needed; the checks run on CPU in well under a second for a small model, and
-they do not disturb the caller's global random state.
+they do not disturb the caller's global random state. Sequence models (DIN, DIEN) are checked with
+``with_history=True``: the fields then include a ``history`` sequence field sharing ``item_id`` and the
+batch carries ``sequences["history"]``.
 """
 
 from __future__ import annotations
@@ -29,26 +31,50 @@ __all__ = ["check_ctr_backbone", "check_dataset", "synthetic_fields", "synthetic
 
 BATCH_SIZE = 32
 NUM_EXTRA = 2
+HISTORY_LENGTH = 6
 Fail = Callable[[str, str], NoReturn]
 
 
-def synthetic_fields() -> list[Field]:
-    """Five categorical fields with vocabularies of 3..20 rows (index 0 = unknown included)."""
-    return [
+def synthetic_fields(with_history: bool = False) -> list[Field]:
+    """Five categorical fields with vocabularies of 3..20 rows (index 0 = unknown included).
+
+    ``with_history``: a sixth, sequence field ``history`` (the user's recent items) sharing ``item_id``.
+    """
+    fields = [
         Field("user_id", "categorical", 20, "user ID"),
         Field("item_id", "categorical", 17, "item ID"),
         Field("gender", "categorical", 3),
         Field("age", "categorical", 7),
         Field("genre", "categorical", 11),
     ]
+    if with_history:
+        fields.append(Field("history", "sequence", 17, "recent items", shares="item_id"))
+    return fields
 
 
-def synthetic_batch(fields: list[Field], batch_size: int = BATCH_SIZE, seed: int = 0) -> Batch:
-    """A random batch over ``fields`` (indices may be 0, the unknown index)."""
+def synthetic_batch(fields: list[Field], batch_size: int = BATCH_SIZE, seed: int = 0,
+                    history_length: int = HISTORY_LENGTH) -> Batch:
+    """A random batch over ``fields`` (categorical indices may be 0, the unknown index).
+
+    Each sequence field gets ``sequences[name]``: int64[B, history_length] of valid items (1..vocab-1)
+    followed by 0 padding, with random lengths; row 0 is full and row 1 is empty (all padding).
+    """
     g = torch.Generator().manual_seed(seed)
-    x = torch.stack([torch.randint(0, f.vocab_size, (batch_size,), generator=g) for f in fields], dim=1)
+    categorical = [f for f in fields if f.kind == "categorical"]
+    x = torch.stack([torch.randint(0, f.vocab_size, (batch_size,), generator=g) for f in categorical], dim=1)
     y = torch.randint(0, 2, (batch_size,), generator=g).float()
-    return Batch(x=x, y=y, idx=torch.arange(batch_size))
+    sequences = {}
+    for f in fields:
+        if f.kind != "sequence":
+            continue
+        items = torch.randint(1, max(2, f.vocab_size), (batch_size, history_length), generator=g)
+        lengths = torch.randint(0, history_length + 1, (batch_size,), generator=g)
+        lengths[0] = history_length
+        if batch_size > 1:
+            lengths[1] = 0
+        valid = torch.arange(history_length) < lengths.unsqueeze(1)
+        sequences[f.name] = torch.where(valid, items, torch.zeros_like(items))
+    return Batch(x=x, y=y, idx=torch.arange(batch_size), sequences=sequences)
 
 
 def _describe(factory: Callable[..., Any], config: dict[str, Any]) -> str:
@@ -57,18 +83,24 @@ def _describe(factory: Callable[..., Any], config: dict[str, Any]) -> str:
 
 
 def check_ctr_backbone(factory: Callable[..., Any], *, config: dict[str, Any] | None = None, embed_dim: int = 8,
-                       seed: int = 0) -> None:
+                       seed: int = 0, with_history: bool = False) -> None:
     """Check a CTR backbone factory ``factory(fields, *, embed_dim, num_extra_fields=0, **config)``.
 
     Checks, in order: (1) interface and shapes of ``embed``/``interact``/``forward``; (2) determinism
     under ``torch.manual_seed(seed)`` and across eval-mode forward passes; (3) gradient flow to every
     trainable parameter and to the embedding rows the batch uses; (4) a ``state_dict`` save/load round
     trip; (5) ``extra`` field injection with ``num_extra_fields=2``; (6) per-field table access via
-    ``model.embedding.table(name)``.
+    ``model.embedding.table(name)``; with ``with_history=True`` also (7) the output depends on the
+    history when the model adds pooled vectors to ``E``.
+
+    ``with_history``: add a ``history`` sequence field (sharing ``item_id``) to the fields and
+    ``sequences["history"]`` to the batch, for sequence models. ``embed`` must then return the F
+    categorical field embeddings first, followed by any vectors the model derives from sequences; their
+    number is ``model.num_inputs - model.num_extra_fields - F`` (0 for models that ignore sequences).
     """
     config = dict(config or {})
     who = _describe(factory, config)
-    fields = synthetic_fields()
+    fields = synthetic_fields(with_history)
     batch = synthetic_batch(fields, seed=seed)
 
     def fail(check: str, msg: str) -> NoReturn:
@@ -86,6 +118,8 @@ def check_ctr_backbone(factory: Callable[..., Any], *, config: dict[str, Any] | 
         ("extra fields", lambda: _check_extra(build(seed, NUM_EXTRA), batch, fail)),
         ("tables", lambda: _check_tables(build(seed), batch, fields, fail)),
     ]
+    if with_history:
+        checks.append(("history", lambda: _check_history(build(seed), batch, fields, fail)))
     with torch.random.fork_rng(devices=[]):
         for name, check in checks:
             try:
@@ -106,12 +140,17 @@ def _check_interface(model: Any, batch: Batch, fields: list[Field], fail: Fail) 
         fail("interface", f"model.embedding is {type(model.embedding).__name__}, not a FieldEmbedding")
     if not isinstance(model.hidden_dim, int) or not isinstance(model.embed_dim, int):
         fail("interface", f"hidden_dim and embed_dim must be ints, got {model.hidden_dim!r}, {model.embed_dim!r}")
-    B, F, d = len(batch), len(fields), model.embed_dim
+    B, F, d = len(batch), len(_categorical(fields)), model.embed_dim
+    derived = _derived_inputs(model, F)
+    if derived < 0:
+        fail("interface", f"model.num_inputs - model.num_extra_fields = {model.num_inputs - model.num_extra_fields} "
+                          f"is less than the {F} categorical fields")
     model.eval()
     with torch.no_grad():
         E = model.embed(batch)
-        if tuple(E.shape) != (B, F, d):
-            fail("shapes", f"embed(batch) has shape {tuple(E.shape)}, expected {(B, F, d)} = [B, F, embed_dim]")
+        if tuple(E.shape) != (B, F + derived, d):
+            what = "[B, F, embed_dim]" if not derived else f"[B, F + {derived} pooled, embed_dim]"
+            fail("shapes", f"embed(batch) has shape {tuple(E.shape)}, expected {(B, F + derived, d)} = {what}")
         q = model.interact(E)
         if tuple(q.shape) != (B, model.hidden_dim):
             fail("shapes", f"interact(E) has shape {tuple(q.shape)}, expected {(B, model.hidden_dim)} "
@@ -207,11 +246,36 @@ def _check_extra(model: Any, batch: Batch, fail: Fail) -> None:
         fail("extra fields", "the output does not change when `extra` changes: extra fields are ignored")
 
 
+def _categorical(fields: list[Field]) -> list[Field]:
+    return [f for f in fields if f.kind == "categorical"]
+
+
+def _derived_inputs(model: Any, num_categorical: int) -> int:
+    """How many vectors ``embed`` appends after the field embeddings (pooled sequences; 0 for most models)."""
+    num_inputs = getattr(model, "num_inputs", None)
+    if not isinstance(num_inputs, int):
+        return 0
+    return num_inputs - int(getattr(model, "num_extra_fields", 0)) - num_categorical
+
+
+def _check_history(model: Any, batch: Batch, fields: list[Field], fail: Fail) -> None:
+    """A model that appends pooled history vectors to E must react to the history."""
+    if _derived_inputs(model, len(_categorical(fields))) <= 0:
+        return
+    other = {name: seq.roll(1, dims=0) for name, seq in batch.sequences.items()}  # each row another history
+    model.eval()
+    with torch.no_grad():
+        a = model(batch)
+        b = model(Batch(x=batch.x, y=batch.y, idx=batch.idx, sequences=other))
+    if torch.equal(a, b):
+        fail("history", "the output does not change when the history sequences change")
+
+
 def _check_tables(model: Any, batch: Batch, fields: list[Field], fail: Fail) -> None:
     model.eval()
     with torch.no_grad():
         E = model.embed(batch)
-        for j, f in enumerate(fields):
+        for j, f in enumerate(_categorical(fields)):
             table = model.embedding.table(f.name)
             if tuple(table.shape) != (f.vocab_size, model.embed_dim):
                 fail("tables", f"table('{f.name}') has shape {tuple(table.shape)}, "
@@ -281,6 +345,16 @@ def check_dataset(data: CTRData) -> None:
             fail(f"vocab['{name}'] has {len(words)} entries, expected vocab_size {by_name[name].vocab_size}")
 
     seq_fields = {f.name: f for f in data.sequence_fields}
+    categorical = {f.name: f for f in data.fields}
+    for f in data.sequence_fields:
+        if f.kind != "sequence":
+            fail(f"field '{f.name}' in `sequence_fields` has kind '{f.kind}', expected 'sequence'")
+        if f.shares:
+            if f.shares not in categorical:
+                fail(f"sequence field '{f.name}' shares '{f.shares}', which is not a categorical field")
+            if f.vocab_size != categorical[f.shares].vocab_size:
+                fail(f"sequence field '{f.name}' has vocab_size {f.vocab_size} but shares '{f.shares}', "
+                     f"whose vocab_size is {categorical[f.shares].vocab_size}")
     for name in seq_fields.keys() - data.sequences.keys():
         fail(f"sequence field '{name}' has no array in `sequences`")
     for name, seq in data.sequences.items():
@@ -290,9 +364,19 @@ def check_dataset(data: CTRData) -> None:
             fail(f"sequences['{name}'] has shape {seq.shape}, expected ({n}, L)")
         if seq.dtype != np.int64:
             fail(f"sequences['{name}'] has dtype {seq.dtype}, expected int64")
-        if seq.size and (seq.min() < 0 or seq.max() >= seq_fields[name].vocab_size):
-            fail(f"sequences['{name}'] has values in [{seq.min()}, {seq.max()}], "
-                 f"outside [0, {seq_fields[name].vocab_size})")
+        lo, hi = _min_max(seq)
+        if lo < 0 or hi >= seq_fields[name].vocab_size:
+            where = f" (the index space of '{seq_fields[name].shares}')" if seq_fields[name].shares else ""
+            fail(f"sequences['{name}'] has values in [{lo}, {hi}], outside [0, {seq_fields[name].vocab_size})"
+                 f"{where}")
+
+
+def _min_max(a: np.ndarray) -> tuple[int, int]:
+    """Min and max of a 2-D array (0, 0 when empty), read in row chunks like ``_column_min_max``."""
+    if a.size == 0:
+        return 0, 0
+    lo, hi = _column_min_max(a)
+    return int(lo.min()), int(hi.max())
 
 
 def _column_min_max(X: np.ndarray, chunk: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:

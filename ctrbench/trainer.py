@@ -164,17 +164,29 @@ class Trainer:
         dtype = torch.bfloat16 if use and torch.cuda.is_bf16_supported() else torch.float16
         return use, dtype
 
+    def autocast(self) -> torch.autocast:
+        """Mixed precision on CUDA (bf16 where supported), a no-op on CPU: for methods' own loops."""
+        use, dtype = self._amp()
+        return torch.autocast(self.device.type, dtype=dtype, enabled=use)
+
     # -- fit ----------------------------------------------------------------------------------------
     def fit(self, model: nn.Module, data: CTRData, loss_fn: LossFn = default_loss,
-            params: list[nn.Parameter] | None = None) -> FitReport:
-        """Train with early stopping on validation AUC and restore the best weights."""
+            params: list[nn.Parameter] | list[dict[str, Any]] | None = None,
+            forward: Callable[[nn.Module, Batch], torch.Tensor] | None = None) -> FitReport:
+        """Train with early stopping on validation AUC and restore the best weights.
+
+        ``params`` may be AdamW parameter groups (``[{"params": [...], "lr": 3e-5}, ...]``): ClickPrompt
+        finetunes its PLM part with a smaller learning rate than the CTR part. ``forward`` is how
+        validation predictions are computed when it is not ``model(batch)``.
+        """
         cfg = self.config
         gen = seed_everything(self.seed)
         model.to(self.device)
         dd = self.device_data(data)
         rows = self.train_rows(data)
-        trainable = params if params is not None else [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        groups = params if params is not None else [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        trainable = [p for g in opt.param_groups for p in g["params"]]
         use_amp, amp_dtype = self._amp()
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
         best_auc, best_epoch, best_state, bad_epochs = -math.inf, 0, None, 0
@@ -202,7 +214,7 @@ class Trainer:
                 count += len(batch)
                 self.reporter.advance()
             self.reporter.finish()
-            valid_p = self.predict(model, data, "valid")
+            valid_p = self.predict(model, data, "valid", forward)
             y_valid = np.asarray(data.y[data.splits["valid"]])
             v_auc = auc_score(y_valid, valid_p)
             history.append({"epoch": epoch, "train_loss": total / max(count, 1), "valid_auc": v_auc,

@@ -247,7 +247,7 @@ def test_second_load_hits_the_cache(recbole_dir: Path, tmp_path: Path, monkeypat
     assert cached.name == f"movielens-100k-{first.fingerprint[:16]}"
     assert sorted(p.name for p in cached.iterdir()) == sorted(
         ["meta.json", "X.npy", "y.npy", "ts.npy", "user.npy", "item.npy",
-         "split_train.npy", "split_valid.npy", "split_test.npy"])
+         "split_train.npy", "split_valid.npy", "split_test.npy", "seq_history.npy"])
 
 
 def test_changed_config_gets_a_new_key(recbole_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -164,7 +164,8 @@ def _save(work: Path, data: CTRData, key: dict[str, Any], digest: str) -> None:
 
 
 def _field_json(f: Field) -> dict[str, Any]:
-    return {"name": f.name, "kind": f.kind, "vocab_size": f.vocab_size, "text_name": f.text_name}
+    return {"name": f.name, "kind": f.kind, "vocab_size": f.vocab_size, "text_name": f.text_name,
+            "shares": f.shares}
 
 
 def _load(path: Path, digest: str) -> CTRData:

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["MLP", "CrossNetV1", "CrossNetV2", "CrossNetMix", "fm_pairwise", "activation_layer"]
+__all__ = ["MLP", "CrossNetV1", "CrossNetV2", "CrossNetMix", "CIN", "InnerProductLayer", "fm_pairwise",
+           "activation_layer"]
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -153,3 +154,58 @@ def fm_pairwise(E: torch.Tensor) -> torch.Tensor:
     float[B, F, d] → float[B, d]:  Σ_{i<j} e_i ⊙ e_j = ½ ((Σ_i e_i)² − Σ_i e_i²).
     """
     return 0.5 * (E.sum(dim=1).pow(2) - E.pow(2).sum(dim=1))
+
+
+class InnerProductLayer(nn.Module):
+    """PNN's inner-product signals (Qu et al. 2016, Eq. 5 with g(f_i, f_j) = <f_i, f_j>), one per field pair.
+
+    float[B, F, d] → float[B, F(F−1)/2]:  p = (<e_i, e_j>)_{i<j}, pairs in row-major order
+    (0,1), (0,2), …, (0,F−1), (1,2), …, as FuxiCTR's ``InnerProductInteraction(output="inner_product")``.
+    """
+
+    def __init__(self, num_fields: int) -> None:
+        super().__init__()
+        self.num_fields = num_fields
+        self.num_pairs = num_fields * (num_fields - 1) // 2
+        self.register_buffer("pairs", torch.triu_indices(num_fields, num_fields, offset=1), persistent=False)
+
+    def forward(self, E: torch.Tensor) -> torch.Tensor:
+        gram = torch.bmm(E, E.transpose(1, 2))  # <e_i, e_j> for all i, j: [B, F, F]
+        return gram[:, self.pairs[0], self.pairs[1]]  # the upper triangle i < j: [B, F(F−1)/2]
+
+
+class CIN(nn.Module):
+    """xDeepFM's Compressed Interaction Network (Lian et al. 2018, Eq. 6–7), sum-pooled feature maps.
+
+    float[B, m, D] → float[B, Σ_k H_k], with m fields of size D (= d) and H_k feature maps in layer k:
+
+        X^k_{h,*} = Σ_{i=1}^{H_{k−1}} Σ_{j=1}^{m} W^{k,h}_{ij} (X^{k−1}_{i,*} ∘ X^0_{j,*})     (Eq. 6, X^0 = E)
+        p^k_h     = Σ_{t=1}^{D} X^k_{h,t},   p^+ = [p^1; …; p^T]                                 (Eq. 7)
+
+    W^k: [H_k, H_{k−1}, m], no bias and no activation, as Eq. 6 (FuxiCTR's Conv1d adds a bias per feature map).
+    Every layer's maps go to the output and to the next layer ("direct" connections, no split-half). Each
+    W^k is initialised Xavier-normal as the equivalent ``Conv1d(H_{k−1}·m, H_k, 1)`` is in FuxiCTR.
+    """
+
+    def __init__(self, num_fields: int, hidden_units: Sequence[int]) -> None:
+        super().__init__()
+        self.num_fields = num_fields
+        self.hidden_units = [int(h) for h in hidden_units]
+        self.weights = nn.ParameterList()
+        prev = num_fields
+        for units in self.hidden_units:
+            w = torch.empty(units, prev * num_fields)
+            nn.init.xavier_normal_(w)  # fans of the flattened [H_k, H_{k−1}·m] map
+            self.weights.append(nn.Parameter(w.view(units, prev, num_fields)))
+            prev = units
+        self.output_dim = sum(self.hidden_units)
+
+    def forward(self, X0: torch.Tensor) -> torch.Tensor:
+        B, m, D = X0.shape
+        X = X0
+        pooled = []
+        for W in self.weights:
+            Z = torch.einsum("bid,bjd->bijd", X, X0).reshape(B, -1, D)  # X^{k−1}_{i,*} ∘ X^0_{j,*}: [B, H_{k−1}·m, D]
+            X = torch.matmul(W.flatten(start_dim=1), Z)  # Eq. 6, Σ_i Σ_j W^{k,h}_{ij} (·): [B, H_k, D]
+            pooled.append(X.sum(dim=-1))  # Eq. 7, sum pooling over the embedding dimension: [B, H_k]
+        return torch.cat(pooled, dim=-1)

@@ -6,6 +6,11 @@ release_year, genres (the genre list as one categorical value). Per field, index
 other values are numbered by frequency over all kept rows (descending, ties by value), so indices do not
 depend on file order.
 
+User history (for DIN/DIEN), ``history_length`` L > 0: ``sequences["history"]`` int64[N, L] holds, per
+sample, the user's earlier liked movies (kept rows with label 1 and a timestamp strictly before the
+sample's: same-second rows are not "earlier"), most recent first, zero-padded, in ``item_id`` indices
+(see ``ctrbench.data.history``). L = 0 builds no history.
+
 Raw data, two layouts that give identical samples:
 
 - ``grouplens``: the official ``ml-100k.zip`` (``u.data``/``u.item``/``u.user``, ``|``-separated, latin-1);
@@ -33,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ctrbench.data.cache import cache_root, cached_dataset, key_hash
+from ctrbench.data.history import user_history
 from ctrbench.data.sources import DataSource, FirstAvailable, UrlSource, WheelFile, sha256_file
 from ctrbench.data.types import CTRData, Field
 from ctrbench.errors import DataError
@@ -41,7 +47,7 @@ log = logging.getLogger(__name__)
 
 NAME = "movielens-100k"
 # Bump when the preprocessing below changes: it is part of the cache key.
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2  # 2: user history sequences
 
 # Official archive (4,924,029 bytes). GroupLens publishes the md5 next to it (ml-100k.zip.md5); many independent
 # loaders quote that same md5, and several quote this same sha256 (GroupLens itself publishes no sha256). The
@@ -96,19 +102,24 @@ class MovieLens100K:
     ``source``: "auto" (official download with a short timeout, else the RecBole wheel), "grouplens",
     "recbole", or a local directory holding either layout. ``drop_rating``: the neutral rating removed
     (None keeps all). ``positive_min_rating``: label = rating >= this. ``split``: train/valid/test shares
-    of the global timestamp order.
+    of the global timestamp order. ``history_length``: length L of each sample's liked-movies history
+    (``sequences["history"]``, for DIN/DIEN); 0 = none.
     """
 
     def __init__(self, source: str = "auto", drop_rating: int | None = 3, positive_min_rating: int = 4,
-                 split: tuple[float, float, float] = (0.8, 0.1, 0.1), download_timeout: float = 5.0) -> None:
+                 split: tuple[float, float, float] = (0.8, 0.1, 0.1), download_timeout: float = 5.0,
+                 history_length: int = 20) -> None:
         split = tuple(float(s) for s in split)  # type: ignore[assignment]
         if len(split) != 3 or any(s < 0 for s in split) or sum(split) <= 0:
             raise DataError(f"{NAME}: split must be three non-negative shares, got {split}")
+        if int(history_length) != history_length or history_length < 0:
+            raise DataError(f"{NAME}: history_length must be a non-negative integer, got {history_length!r}")
         self.source = source
         self.drop_rating = drop_rating
         self.positive_min_rating = positive_min_rating
         self.split = split
         self.download_timeout = download_timeout
+        self.history_length = int(history_length)
 
     # -- sources -----------------------------------------------------------------------------------
     def data_source(self) -> DataSource | None:
@@ -136,7 +147,7 @@ class MovieLens100K:
     def config(self) -> dict[str, Any]:
         """Everything that changes the preprocessed arrays (the source does not: raw checksums cover it)."""
         return {"drop_rating": self.drop_rating, "positive_min_rating": self.positive_min_rating,
-                "split": list(self.split)}
+                "split": list(self.split), "history_length": self.history_length}
 
     def _key(self, raw: Path) -> dict[str, Any]:
         files = _raw_files(raw)
@@ -158,7 +169,7 @@ class MovieLens100K:
         inter, users, items = read_raw(raw)
         return preprocess(inter, users, items, drop_rating=self.drop_rating,
                           positive_min_rating=self.positive_min_rating, split=self.split,
-                          description=f"MovieLens-100K from {raw}")
+                          history_length=self.history_length, description=f"MovieLens-100K from {raw}")
 
 
 # -- reading the two layouts ---------------------------------------------------------------------------
@@ -295,8 +306,9 @@ def split_bounds(n: int, shares: tuple[float, ...]) -> tuple[int, int]:
 
 
 def preprocess(inter: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame, *, drop_rating: int | None,
-               positive_min_rating: int, split: tuple[float, ...], description: str = "") -> CTRData:
-    """Canonical tables → CTRData: filter, label, join side features, index, sort by time, split."""
+               positive_min_rating: int, split: tuple[float, ...], history_length: int = 0,
+               description: str = "") -> CTRData:
+    """Canonical tables → CTRData: filter, label, join side features, index, sort by time, split, history."""
     if users["user_id"].duplicated().any() or items["item_id"].duplicated().any():
         raise DataError(f"{NAME}: duplicate user or item ids in the side tables")
     if drop_rating is not None:
@@ -320,6 +332,12 @@ def preprocess(inter: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame, *,
     y = (table["rating"].to_numpy() >= positive_min_rating).astype(np.float32)
     log.info("%s: %d samples, %.1f%% positive, split %s", NAME, n, 100 * y.mean() if n else 0.0,
              {k: len(v) for k, v in splits.items()})
-    return CTRData(name=NAME, fields=fields, X=X, y=y, ts=table["timestamp"].to_numpy(np.int64),
-                   user=X[:, 0].copy(), item=X[:, 1].copy(), splits=splits, vocab=vocab,
+    ts = table["timestamp"].to_numpy(np.int64)
+    sequences, sequence_fields = {}, []
+    if history_length > 0:
+        sequences["history"] = user_history(X[:, 0], ts, y, X[:, 1], history_length)
+        sequence_fields.append(Field("history", "sequence", len(vocab["item_id"]), "recently liked movies",
+                                     shares="item_id"))
+    return CTRData(name=NAME, fields=fields, X=X, y=y, ts=ts, user=X[:, 0].copy(), item=X[:, 1].copy(),
+                   splits=splits, vocab=vocab, sequences=sequences, sequence_fields=sequence_fields,
                    user_field="user_id", item_field="item_id", description=description)

@@ -10,6 +10,14 @@ FM/DCN can learn and LR cannot). Rows are generated in fixed blocks of ``BLOCK``
 seeded stream, so the data depends only on the config (not on ``chunk_size`` or memmap mode), and with
 ``memmap=True`` the arrays are written block by block into ``.npy`` memmaps in the cache: 10M rows work
 without holding ``X`` in memory.
+
+User history (for DIN/DIEN), ``history_length`` L > 0: ``sequences["history"]`` int64[N, L] holds, per
+sample, the items of the same user's earlier rows with label 1 (``ts`` is the row index, so "earlier" is
+"an earlier row"), most recent first, zero-padded, in ``item_id`` indices (see ``ctrbench.data.history``).
+The planted label does not depend on it: the history carries no signal beyond the user's own fields, so a
+sequence model should match, not beat, its history-free counterpart here. In memmap mode the history is
+written in row chunks into a memmap too; building it sorts the rows by user, which needs a few int64[N]
+arrays in memory (under 100 bytes a row), never ``X`` or the ``[N, L]`` table.
 """
 
 from __future__ import annotations
@@ -21,13 +29,14 @@ from typing import Any
 import numpy as np
 
 from ctrbench.data.cache import cached_dataset, key_hash, open_array
+from ctrbench.data.history import user_history
 from ctrbench.data.types import SPLITS, CTRData, Field
 from ctrbench.errors import DataError
 
 log = logging.getLogger(__name__)
 
 NAME = "synthetic"
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2  # 2: user history sequences
 BLOCK = 1 << 16
 FACTORS = 4
 ZIPF_EXPONENT = 1.1
@@ -39,10 +48,12 @@ class Synthetic:
 
     ``vocab_size`` is the number of distinct values per field (the field's embedding table has one more
     row, index 0 = unknown). ``interaction_strength`` scales the user x item term; 0 makes LR sufficient.
+    ``history_length``: length L of each sample's liked-items history (``sequences["history"]``); 0 = none.
     """
 
     def __init__(self, num_samples: int = 20000, num_fields: int = 8, vocab_size: int = 100, seed: int = 0,
-                 interaction_strength: float = 1.0, memmap: bool = False, chunk_size: int = 1_000_000) -> None:
+                 interaction_strength: float = 1.0, memmap: bool = False, chunk_size: int = 1_000_000,
+                 history_length: int = 20) -> None:
         if num_samples < 10:
             raise DataError(f"{NAME}: num_samples must be at least 10, got {num_samples}")
         if num_fields < 2:
@@ -51,6 +62,8 @@ class Synthetic:
             raise DataError(f"{NAME}: vocab_size must be at least 2, got {vocab_size}")
         if chunk_size < 1:
             raise DataError(f"{NAME}: chunk_size must be positive, got {chunk_size}")
+        if int(history_length) != history_length or history_length < 0:
+            raise DataError(f"{NAME}: history_length must be a non-negative integer, got {history_length!r}")
         self.num_samples = int(num_samples)
         self.num_fields = int(num_fields)
         self.vocab_size = int(vocab_size)
@@ -58,12 +71,14 @@ class Synthetic:
         self.interaction_strength = float(interaction_strength)
         self.memmap = bool(memmap)
         self.chunk_size = int(chunk_size)
+        self.history_length = int(history_length)
 
     def config(self) -> dict[str, Any]:
         """What the arrays depend on. ``chunk_size`` is absent (it only bounds memory); ``memmap`` is there
         because it decides whether the cached arrays are memory-mapped when loaded."""
         return {"num_samples": self.num_samples, "num_fields": self.num_fields, "vocab_size": self.vocab_size,
-                "seed": self.seed, "interaction_strength": self.interaction_strength, "memmap": self.memmap}
+                "seed": self.seed, "interaction_strength": self.interaction_strength, "memmap": self.memmap,
+                "history_length": self.history_length}
 
     def _key(self) -> dict[str, Any]:
         return {"name": NAME, "version": PREPROCESS_VERSION, "config": self.config()}
@@ -140,7 +155,15 @@ class Synthetic:
                   for name in self.field_names]
         vocab = {name: ["unknown"] + [f"{prefix}{k}" for k in range(1, self.vocab_size + 1)]
                  for name, prefix in zip(self.field_names, self._prefixes(), strict=True)}
+        sequences, sequence_fields = {}, []
+        if self.history_length > 0:
+            history = alloc("seq_history", (n, self.history_length), np.int64)
+            sequences["history"] = user_history(np.asarray(user), np.asarray(ts), np.asarray(y), np.asarray(item),
+                                                self.history_length, out=history, chunk_size=self.chunk_size)
+            sequence_fields.append(Field("history", "sequence", self.vocab_size + 1, "recently liked items",
+                                         shares="item_id"))
         return CTRData(name=NAME, fields=fields, X=X, y=y, ts=ts, user=user, item=item, splits=splits, vocab=vocab,
+                       sequences=sequences, sequence_fields=sequence_fields,
                        description=f"synthetic CTR data: {n} rows, {f} Zipf fields of {self.vocab_size} values, "
                                    f"user x item interaction strength {self.interaction_strength:g}, "
                                    f"seed {self.seed}")

