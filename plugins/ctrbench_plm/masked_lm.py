@@ -268,7 +268,9 @@ def load_masked_lm(source: str | Path, *, name: str, local: bool, pooling: str =
     ``local_files_only``, never a network call) or from a hub id. Weights the checkpoint lacks are initialised
     under ``seed`` and listed in ``loading_info["new_weights"]`` (and logged)."""
     from transformers import AutoModelForMaskedLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # ctrbench draws its own progress; transformers' bars would interleave
     src = str(Path(source).expanduser()) if local else str(source)
     if local and not Path(src).is_dir():
         raise DataError(f"PLM '{name}': local model folder {src} does not exist (expected a folder with "
