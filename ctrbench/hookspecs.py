@@ -63,7 +63,7 @@ def ctrbench_register_methods(register: Register) -> None:
 def ctrbench_register_executors(register: Register) -> None:
     """Register executors that run a list of RunSpecs (local, multi-GPU, cluster).
 
-    ``factory(**config) -> Executor`` with ``execute(specs, run_one) -> Iterator[RunOutcome]``. Every
+    ``factory(**config) -> Executor`` with ``execute(specs, run_one) -> Iterator[RunResult]``. Every
     executor calls the same ``run_one`` and writes to the same store, so any executor can resume a suite.
     """
 

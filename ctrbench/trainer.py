@@ -145,7 +145,7 @@ class Trainer:
         return self._cached[1]
 
     def train_rows(self, data: CTRData) -> torch.Tensor:
-        rows = torch.as_tensor(np.asarray(data.splits["train"]), dtype=torch.long)
+        rows = torch.from_numpy(np.array(data.splits["train"], dtype=np.int64))  # a copy: splits may be read-only
         n = self.config.max_samples
         if n is not None and n < len(rows):  # few-shot / subsample knob: a seeded random subset
             gen = torch.Generator().manual_seed(self.seed)
@@ -185,7 +185,10 @@ class Trainer:
         dd = self.device_data(data)
         rows = self.train_rows(data)
         groups = params if params is not None else [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # fused=True: one kernel per step instead of a table-sized temporary per operation; on CPU this doubles
+        # throughput at batch 256 for embedding-heavy models (benchmarks/README.md, "Where the time goes")
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                fused=self.device.type in ("cpu", "cuda"))
         trainable = [p for g in opt.param_groups for p in g["params"]]
         use_amp, amp_dtype = self._amp()
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -239,7 +242,7 @@ class Trainer:
         """Click probabilities for a split, in the split's row order."""
         model.eval()
         dd = self.device_data(data)
-        rows = torch.as_tensor(np.asarray(data.splits[split]), dtype=torch.long)
+        rows = torch.from_numpy(np.array(data.splits[split], dtype=np.int64))
         use_amp, amp_dtype = self._amp()
         outs = []
         for batch in self.batches(dd, rows, self.config.eval_batch_size):

@@ -15,17 +15,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ctrbench.models.layers import MLP, activation_layer
+from ctrbench.models.layers import MLP, activation_layer, init_linear
 
 __all__ = ["MultiHeadSelfAttention", "FiGNNLayer", "AttentionalScoring", "FeatureGeneration",
            "FeatureSelectionGate", "BilinearFusion", "GatedCrossNet"]
 
-
-def _xavier(layer: nn.Linear) -> nn.Linear:
-    nn.init.xavier_normal_(layer.weight)
-    if layer.bias is not None:
-        nn.init.zeros_(layer.bias)
-    return layer
 
 
 # ---------------------------------------------------------------- AutoInt
@@ -54,10 +48,10 @@ class MultiHeadSelfAttention(nn.Module):
             raise ValueError(f"attention_dim={attention_dim} is not divisible by num_heads={num_heads}")
         self.num_heads, self.head_dim = num_heads, attention_dim // num_heads
         self.scale = self.head_dim ** -0.5 if use_scale else 1.0
-        self.W_q = _xavier(nn.Linear(input_dim, attention_dim, bias=False))
-        self.W_k = _xavier(nn.Linear(input_dim, attention_dim, bias=False))
-        self.W_v = _xavier(nn.Linear(input_dim, attention_dim, bias=False))
-        self.W_res = _xavier(nn.Linear(input_dim, attention_dim, bias=False)) if use_residual else None
+        self.W_q = init_linear(nn.Linear(input_dim, attention_dim, bias=False))
+        self.W_k = init_linear(nn.Linear(input_dim, attention_dim, bias=False))
+        self.W_v = init_linear(nn.Linear(input_dim, attention_dim, bias=False))
+        self.W_res = init_linear(nn.Linear(input_dim, attention_dim, bias=False)) if use_residual else None
         self.layer_norm = nn.LayerNorm(attention_dim) if layer_norm else None
         self.dropout = nn.Dropout(dropout)
 
@@ -113,7 +107,7 @@ class FiGNNLayer(nn.Module):
         self.W_out = per_node(num_fields, dim, dim)
         self.W_in = per_node(num_fields, dim, dim)
         self.b_p = nn.Parameter(torch.zeros(n, dim))
-        self.W_attn = _xavier(nn.Linear(2 * dim, 1, bias=False))  # w_w
+        self.W_attn = init_linear(nn.Linear(2 * dim, 1, bias=False))  # w_w
         self.gru = nn.GRUCell(dim, dim) if use_gru else None
         self.register_buffer("self_loops", torch.eye(num_fields, dtype=torch.bool), persistent=False)
 
@@ -154,8 +148,8 @@ class AttentionalScoring(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.score = _xavier(nn.Linear(dim, 1, bias=False))
-        self.weight = _xavier(nn.Linear(dim, 1, bias=False))
+        self.score = init_linear(nn.Linear(dim, 1, bias=False))
+        self.weight = init_linear(nn.Linear(dim, 1, bias=False))
 
     def forward(self, H: torch.Tensor) -> torch.Tensor:
         return (torch.sigmoid(self.weight(H)) * self.score(H)).sum(dim=(1, 2))
@@ -201,7 +195,7 @@ class FeatureGeneration(nn.Module):
                 raise ValueError(f"generation layer {len(self.heights) + 1}: a kernel of height {k} leaves no rows "
                                  f"of the {height} it gets")
             height = math.ceil((height + 2 * pad - k + 1) / p)
-            self.recombine.append(nn.Sequential(_xavier(nn.Linear(c * height * dim, r * height * dim)),
+            self.recombine.append(nn.Sequential(init_linear(nn.Linear(c * height * dim, r * height * dim)),
                                                 activation_layer(activation)))
             self.heights.append(height)
             in_channels = c
@@ -232,7 +226,7 @@ class FeatureSelectionGate(nn.Module):
     def __init__(self, context_dim: int, output_dim: int, hidden_units: Sequence[int]) -> None:
         super().__init__()
         self.mlp = MLP(context_dim, hidden_units, activation="relu")
-        self.out = _xavier(nn.Linear(self.mlp.output_dim, output_dim))
+        self.out = init_linear(nn.Linear(self.mlp.output_dim, output_dim))
 
     def forward(self, context: torch.Tensor) -> torch.Tensor:
         return 2 * torch.sigmoid(self.out(self.mlp(context)))
@@ -255,8 +249,8 @@ class BilinearFusion(nn.Module):
         if x_dim % num_heads or y_dim % num_heads:
             raise ValueError(f"both stream widths ({x_dim}, {y_dim}) must be divisible by num_heads={num_heads}")
         self.num_heads = num_heads
-        self.w_x = _xavier(nn.Linear(x_dim, 1))  # w_1, b
-        self.w_y = _xavier(nn.Linear(y_dim, 1, bias=False))  # w_2
+        self.w_x = init_linear(nn.Linear(x_dim, 1))  # w_1, b
+        self.w_y = init_linear(nn.Linear(y_dim, 1, bias=False))  # w_2
         w = torch.empty(x_dim * y_dim // num_heads, 1)
         nn.init.xavier_normal_(w)
         self.W = nn.Parameter(w.view(num_heads, x_dim // num_heads, y_dim // num_heads))  # W_3 per head
@@ -282,8 +276,8 @@ class GatedCrossNet(nn.Module):
 
     def __init__(self, input_dim: int, num_layers: int) -> None:
         super().__init__()
-        self.W = nn.ModuleList(_xavier(nn.Linear(input_dim, input_dim, bias=False)) for _ in range(num_layers))
-        self.Wg = nn.ModuleList(_xavier(nn.Linear(input_dim, input_dim, bias=False)) for _ in range(num_layers))
+        self.W = nn.ModuleList(init_linear(nn.Linear(input_dim, input_dim, bias=False)) for _ in range(num_layers))
+        self.Wg = nn.ModuleList(init_linear(nn.Linear(input_dim, input_dim, bias=False)) for _ in range(num_layers))
         self.b = nn.ParameterList(nn.Parameter(torch.rand(input_dim)) for _ in range(num_layers))
 
     def forward(self, c0: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,8 @@ def activation_layer(name: str) -> nn.Module:
     return cls()
 
 
-def _init_linear(layer: nn.Linear) -> nn.Linear:
+def init_linear(layer: nn.Linear) -> nn.Linear:
+    """Xavier-normal weights and zero bias (FuxiCTR's initialisation), shared by every built-in layer."""
     nn.init.xavier_normal_(layer.weight)
     if layer.bias is not None:
         nn.init.zeros_(layer.bias)
@@ -56,7 +57,7 @@ class MLP(nn.Module):
         layers: list[nn.Module] = []
         width = int(input_dim)
         for units in hidden_units:
-            layers.append(_init_linear(nn.Linear(width, int(units))))
+            layers.append(init_linear(nn.Linear(width, int(units))))
             if batch_norm:
                 layers.append(nn.BatchNorm1d(int(units)))
             layers.append(activation_layer(activation))
@@ -80,7 +81,7 @@ class CrossNetV1(nn.Module):
 
     def __init__(self, input_dim: int, num_layers: int) -> None:
         super().__init__()
-        self.w = nn.ModuleList(_init_linear(nn.Linear(input_dim, 1, bias=False)) for _ in range(num_layers))
+        self.w = nn.ModuleList(init_linear(nn.Linear(input_dim, 1, bias=False)) for _ in range(num_layers))
         self.b = nn.ParameterList(nn.Parameter(torch.zeros(input_dim)) for _ in range(num_layers))
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
@@ -98,7 +99,7 @@ class CrossNetV2(nn.Module):
 
     def __init__(self, input_dim: int, num_layers: int) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(_init_linear(nn.Linear(input_dim, input_dim)) for _ in range(num_layers))
+        self.layers = nn.ModuleList(init_linear(nn.Linear(input_dim, input_dim)) for _ in range(num_layers))
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         x = x0
@@ -134,7 +135,7 @@ class CrossNetMix(nn.Module):
         self.V = xavier(num_layers, num_experts, input_dim, low_rank)
         self.C = xavier(num_layers, num_experts, low_rank, low_rank)
         self.b = nn.Parameter(torch.zeros(num_layers, input_dim))
-        self.gating = _init_linear(nn.Linear(input_dim, num_experts, bias=False))  # row i = g_i
+        self.gating = init_linear(nn.Linear(input_dim, num_experts, bias=False))  # row i = g_i
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         x = x0

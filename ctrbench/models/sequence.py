@@ -20,7 +20,7 @@ from torch import nn
 
 from ctrbench.data.types import Field
 from ctrbench.models.base import Batch
-from ctrbench.models.layers import activation_layer
+from ctrbench.models.layers import activation_layer, init_linear
 
 __all__ = ["Dice", "ActivationUnit", "din_pooling", "AUGRUCell", "InterestEvolution", "find_history_field",
            "batch_history", "chronological"]
@@ -97,10 +97,10 @@ class ActivationUnit(nn.Module):
         layers: list[nn.Module] = []
         width = 4 * embed_dim
         for units in hidden_units:
-            layers.append(_xavier(nn.Linear(width, int(units))))
+            layers.append(init_linear(nn.Linear(width, int(units))))
             layers.append(Dice(int(units)) if activation.lower() == "dice" else activation_layer(activation))
             width = int(units)
-        layers.append(_xavier(nn.Linear(width, 1)))
+        layers.append(init_linear(nn.Linear(width, 1)))
         self.net = nn.Sequential(*layers)
 
     def forward(self, e: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -210,9 +210,3 @@ class InterestEvolution(nn.Module):
             new = self.evolution(h[:, t], state, a[:, t])
             state = torch.where(valid[:, t].unsqueeze(-1), new, state)
         return state
-
-
-def _xavier(layer: nn.Linear) -> nn.Linear:
-    nn.init.xavier_normal_(layer.weight)
-    nn.init.zeros_(layer.bias)
-    return layer

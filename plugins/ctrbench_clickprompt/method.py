@@ -61,7 +61,7 @@ def pretrain_pamlm(ctx: RunContext, model: ClickPromptModel, cfg: ClickPromptCon
         pick = torch.randperm(len(rows), generator=torch.Generator().manual_seed(ctx.seed))
         rows = rows[pick[:cfg.pretrain_max_samples]].sort().values
     params = [p for n, p in model.named_parameters() if not n.startswith("plm_head") and n != "alpha"]
-    opt = torch.optim.AdamW(params, lr=cfg.pretrain_lr)
+    opt = torch.optim.AdamW(params, lr=cfg.pretrain_lr, fused=device.type in ("cpu", "cuda"))
     special = torch.tensor(sorted(model.plm.tokenizer.all_special_ids), device=device)
     mask_gen = torch.Generator().manual_seed(ctx.seed + 1)
     history, t0 = [], time.perf_counter()
