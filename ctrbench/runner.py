@@ -249,8 +249,17 @@ def run_suite(suite: Suite, session: Session, rerun: str = "never",
     outcome = SuiteOutcome(specs, skipped=[s for s in specs if s not in todo])
     executor = session.plugins.registry("executors").get(suite.executor.name).create(**suite.executor.config)
     by_id = {s.run_id: s for s in todo}
+    def run_if_needed(spec: RunSpec) -> RunResult:
+        # Re-checked right before running: another process working on the same store (a second
+        # `ctrbench run`, another executor) may have finished this run since the plan was made.
+        if rerun != "all" and not session.store.needs_run(spec, rerun):
+            stored = session.store.load(spec.suite, spec.run_id)
+            if stored is not None:
+                return stored.result
+        return run_one(spec, session, suite)
+
     try:
-        for result in executor.execute(todo, lambda spec: run_one(spec, session, suite)):
+        for result in executor.execute(todo, run_if_needed):
             outcome.results.append(result)
             if on_result:
                 on_result(by_id[result.run_id], result)

@@ -223,3 +223,22 @@ def test_same_seed_same_auc_through_the_cli(workdir, capsys):
     [k] = first
     assert abs(first[k]["metrics"]["test_auc"] - second[k]["metrics"]["test_auc"]) < 1e-6
     assert torch.get_num_threads() == 1
+
+
+def test_a_run_finished_meanwhile_by_another_process_is_not_repeated(workdir, monkeypatch):
+    import ctrbench.runner as runner
+
+    real = runner.run_one
+    executed = []
+
+    def tracking(spec, session, suite):
+        executed.append(spec.run_id)
+        if len(executed) == 1:  # while the first run goes on, "another process" finishes the last one
+            other = [s for s in runner.plan(suite, session.plugins) if s.run_id != spec.run_id][-1]
+            real(other, session, suite)
+        return real(spec, session, suite)
+
+    monkeypatch.setattr(runner, "run_one", tracking)
+    assert run("run", "suite.yaml") == 0
+    assert len(executed) == 3  # 4 runs planned, one done elsewhere in the meantime
+    assert len(stored(workdir)) == 4
