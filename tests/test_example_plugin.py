@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +18,10 @@ EXAMPLE = ROOT / "examples" / "ctrbench-example-plugin"
 def installed(tmp_path_factory) -> dict[str, str]:
     """pip-install the example into a private target dir; its entry point is then visible via PYTHONPATH."""
     target = tmp_path_factory.mktemp("site")
-    build = tmp_path_factory.mktemp("build")
+    source = tmp_path_factory.mktemp("src") / "plugin"
+    shutil.copytree(EXAMPLE, source)  # setuptools writes build/ into the source tree: keep the repo clean
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(EXAMPLE)], check=True, cwd=build, capture_output=True)
+                    "--target", str(target), str(source)], check=True, capture_output=True)
     assert any(p.name.startswith("ctrbench_example_plugin-") for p in target.iterdir())
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(target), env.get("PYTHONPATH", "")])

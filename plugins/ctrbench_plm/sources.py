@@ -12,7 +12,6 @@ This module is light (no torch/transformers import), so the plugin can register 
 from __future__ import annotations
 
 import base64
-import importlib.metadata
 import logging
 import os
 import shutil
@@ -24,7 +23,6 @@ from ctrbench.data.cache import cache_root
 from ctrbench.data.sources import (
     FirstAvailable,
     WheelFile,
-    _installed_version,
     _normalize_dist,
     parse_checksum,
     sha256_file,
@@ -75,7 +73,7 @@ class WheelDir(WheelFile):
         return f"wheel {self.requirement}: {self.member}/"
 
     def fetch(self, cache_dir: Path) -> Path:
-        installed = self._installed_dir()
+        installed = self._installed_path(want_dir=True)
         if installed is not None:
             self._verify_pinned(installed, f"the installed {self.requirement}")
             return installed
@@ -90,19 +88,6 @@ class WheelDir(WheelFile):
         wheel = self._find_wheel(wheels) or self._download(wheels)
         self._extract_dir(wheel, dest)
         return dest
-
-    def _installed_dir(self) -> Path | None:
-        version = _installed_version(self.dist)
-        if version is None:
-            return None
-        if version != self.version:
-            log.info("%s %s is installed, not %s; fetching the pinned wheel", self.dist, version, self.version)
-            return None
-        path = Path(str(importlib.metadata.distribution(self.dist).locate_file(self.member)))
-        if not path.is_dir():
-            log.info("installed %s has no folder %s; fetching the wheel", self.requirement, self.member)
-            return None
-        return path
 
     def _verify_pinned(self, folder: Path, where: str) -> None:
         for rel, checksum in self.checksums.items():
