@@ -104,39 +104,13 @@ def render(run: dict[str, Any], grid: dict[Key, dict[str, dict[str, Any]]], memm
         "| dataset | model | batch | ctrbench | DeepCTR-Torch | FuxiCTR | ÷ DeepCTR | ÷ FuxiCTR |",
         "| :--- | :--- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    ratios: dict[str, dict[str, list[float]]] = {"speed": defaultdict(list), "mem": defaultdict(list)}
-    for key in _order(grid):
-        row = grid[key]
-        sps = {i: row[i]["samples_per_s"] for i in row}
-        cells = [_fmt(sps.get(i), ",.0f") for i in ("ctrbench", *REFERENCES)]
-        rs = []
-        for ref in REFERENCES:
-            r = _ratio(sps.get("ctrbench"), sps.get(ref))
-            if r is not None:
-                ratios["speed"][ref].append(r)
-            rs.append(_fmt(r, ".2f"))
-        out.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells + rs) + " |")
-    gm = [_fmt(_geomean(ratios["speed"][r]), ".2f") for r in REFERENCES]
-    out += [f"| **geometric mean** | | | | | | **{gm[0]}** | **{gm[1]}** |", ""]
-
+    out += _ratio_rows(grid, "samples_per_s", ",.0f")
     out += ["**Peak memory** — growth of resident memory during one round (model, optimizer state, input "
             "conversion, activations; MiB, median round; lower is better) and the ratio ctrbench / reference "
             "(< 1: ctrbench lower).", "",
             "| dataset | model | batch | ctrbench | DeepCTR-Torch | FuxiCTR | ÷ DeepCTR | ÷ FuxiCTR |",
             "| :--- | :--- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for key in _order(grid):
-        row = grid[key]
-        mem = {i: row[i]["peak_mib"] for i in row}
-        cells = [_fmt(mem.get(i), ",.1f") for i in ("ctrbench", *REFERENCES)]
-        rs = []
-        for ref in REFERENCES:
-            r = _ratio(mem.get("ctrbench"), mem.get(ref))
-            if r is not None:
-                ratios["mem"][ref].append(r)
-            rs.append(_fmt(r, ".2f"))
-        out.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells + rs) + " |")
-    gm = [_fmt(_geomean(ratios["mem"][r]), ".2f") for r in REFERENCES]
-    out += [f"| **geometric mean** | | | | | | **{gm[0]}** | **{gm[1]}** |", ""]
+    out += _ratio_rows(grid, "peak_mib", ",.1f")
 
     n_seeds = max((r["auc_n"] for row in grid.values() for r in row.values()), default=1)
     seeds = (f"mean ± sd over {n_seeds} seeds" if n_seeds > 1 else
@@ -190,6 +164,23 @@ def main(argv: list[str] | None = None) -> int:
         update_readme(args.readme, text)
     sys.stdout.write(text + "\n")
     return 0
+
+def _ratio_rows(grid: dict, metric: str, fmt: str) -> list[str]:
+    """One table body: each cell's value per implementation, ctrbench / reference ratios, geometric means."""
+    ratios: dict[str, list[float]] = defaultdict(list)
+    rows = []
+    for key in _order(grid):
+        values = {i: grid[key][i][metric] for i in grid[key]}
+        cells = [_fmt(values.get(i), fmt) for i in ("ctrbench", *REFERENCES)]
+        rs = []
+        for ref in REFERENCES:
+            r = _ratio(values.get("ctrbench"), values.get(ref))
+            if r is not None:
+                ratios[ref].append(r)
+            rs.append(_fmt(r, ".2f"))
+        rows.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells + rs) + " |")
+    gm = [_fmt(_geomean(ratios[r]), ".2f") for r in REFERENCES]
+    return [*rows, f"| **geometric mean** | | | | | | **{gm[0]}** | **{gm[1]}** |", ""]
 
 
 if __name__ == "__main__":

@@ -210,3 +210,31 @@ class CIN(nn.Module):
             X = torch.matmul(W.flatten(start_dim=1), Z)  # Eq. 6, Σ_i Σ_j W^{k,h}_{ij} (·): [B, H_k, D]
             pooled.append(X.sum(dim=-1))  # Eq. 7, sum pooling over the embedding dimension: [B, H_k]
         return torch.cat(pooled, dim=-1)
+
+
+CROSS_STRUCTURES = ("parallel", "stacked", "crossnet_only")
+
+
+def cross_dnn_tower(structure: str, input_dim: int, hidden_units: Sequence[int], *, dropout: float = 0.0,
+                    batch_norm: bool = False, activation: str = "relu") -> tuple[MLP | None, int]:
+    """The DNN tower of a DCN-family model and the width of q for its ``structure`` (DCN-V2 Fig. 2).
+
+    Shared by DCNv2 and GDCN, which differ only in their cross layers: ``parallel`` q = [cross(x0); MLP(x0)],
+    ``stacked`` q = MLP(cross(x0)), ``crossnet_only`` q = cross(x0) (no tower).
+    """
+    if structure not in CROSS_STRUCTURES:
+        raise ValueError(f"model_structure must be one of {', '.join(CROSS_STRUCTURES)}, got '{structure}'")
+    if structure == "crossnet_only":
+        return None, input_dim
+    dnn = MLP(input_dim, hidden_units, dropout=dropout, batch_norm=batch_norm, activation=activation)
+    return dnn, (input_dim + dnn.output_dim if structure == "parallel" else dnn.output_dim)
+
+
+def cross_dnn_forward(structure: str, x0: torch.Tensor, crossnet: nn.Module, dnn: nn.Module | None) -> torch.Tensor:
+    """q of a DCN-family model from x0 [B, D] (see `cross_dnn_tower`)."""
+    cross = crossnet(x0)
+    if dnn is None:
+        return cross
+    if structure == "stacked":
+        return dnn(cross)  # Fig. 2a
+    return torch.cat([cross, dnn(x0)], dim=-1)  # Fig. 2b

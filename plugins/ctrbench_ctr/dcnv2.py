@@ -21,9 +21,9 @@ import torch
 
 from ctrbench.data.types import Field
 from ctrbench.models.base import CTRBackbone, backbone
-from ctrbench.models.layers import MLP, CrossNetMix, CrossNetV2
+from ctrbench.models.layers import CROSS_STRUCTURES, CrossNetMix, CrossNetV2, cross_dnn_forward, cross_dnn_tower
 
-STRUCTURES = ("parallel", "stacked", "crossnet_only")
+STRUCTURES = CROSS_STRUCTURES
 
 
 @backbone(
@@ -71,19 +71,10 @@ class DCNv2(CTRBackbone):
             self.crossnet = CrossNetMix(input_dim, num_cross_layers, low_rank=low_rank, num_experts=num_experts)
         else:
             self.crossnet = CrossNetV2(input_dim, num_cross_layers)
-        if model_structure == "crossnet_only":
-            self.build_head(input_dim)
-            return
-        self.dnn = MLP(input_dim, dnn_hidden_units, dropout=dropout, batch_norm=batch_norm, activation=activation)
-        parallel = model_structure == "parallel"
-        self.build_head(input_dim + self.dnn.output_dim if parallel else self.dnn.output_dim)
+        self.dnn, width = cross_dnn_tower(model_structure, input_dim, dnn_hidden_units, dropout=dropout,
+                                          batch_norm=batch_norm, activation=activation)
+        self.build_head(width)
 
     def interact(self, E: torch.Tensor) -> torch.Tensor:
         """float[B, F(+k), d] → q: float[B, hidden_dim] (D, D + dnn width, or dnn width by structure)."""
-        x0 = E.flatten(start_dim=1)  # [B, D]
-        cross = self.crossnet(x0)  # [B, D]
-        if self.model_structure == "crossnet_only":
-            return cross
-        if self.model_structure == "stacked":
-            return self.dnn(cross)  # Fig. 2a
-        return torch.cat([cross, self.dnn(x0)], dim=-1)  # Fig. 2b
+        return cross_dnn_forward(self.model_structure, E.flatten(start_dim=1), self.crossnet, self.dnn)

@@ -24,9 +24,9 @@ import torch
 from ctrbench.data.types import Field
 from ctrbench.models.base import CTRBackbone, backbone
 from ctrbench.models.interaction import GatedCrossNet
-from ctrbench.models.layers import MLP
+from ctrbench.models.layers import CROSS_STRUCTURES, cross_dnn_forward, cross_dnn_tower
 
-STRUCTURES = ("parallel", "stacked", "crossnet_only")
+STRUCTURES = CROSS_STRUCTURES
 
 
 @backbone(
@@ -63,20 +63,10 @@ class GDCN(CTRBackbone):
         self.model_structure = model_structure
         input_dim = self.num_inputs * embed_dim
         self.crossnet = GatedCrossNet(input_dim, num_cross_layers)
-        self.dnn = None
-        if model_structure == "crossnet_only":
-            self.build_head(input_dim)
-            return
-        self.dnn = MLP(input_dim, dnn_hidden_units, dropout=dropout, batch_norm=batch_norm, activation=activation)
-        parallel = model_structure == "parallel"
-        self.build_head(input_dim + self.dnn.output_dim if parallel else self.dnn.output_dim)
+        self.dnn, width = cross_dnn_tower(model_structure, input_dim, dnn_hidden_units, dropout=dropout,
+                                          batch_norm=batch_norm, activation=activation)
+        self.build_head(width)
 
     def interact(self, E: torch.Tensor) -> torch.Tensor:
         """float[B, F(+k), d] → q: float[B, hidden_dim] (D + dnn width, dnn width, or D by structure)."""
-        c0 = E.flatten(start_dim=1)  # [B, D]
-        cross = self.crossnet(c0)  # [B, D]
-        if self.dnn is None:
-            return cross  # GCN
-        if self.model_structure == "stacked":
-            return self.dnn(cross)  # GDCN-S
-        return torch.cat([cross, self.dnn(c0)], dim=-1)  # GDCN-P
+        return cross_dnn_forward(self.model_structure, E.flatten(start_dim=1), self.crossnet, self.dnn)
