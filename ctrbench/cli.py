@@ -84,8 +84,8 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from ctrbench.leaderboard import write_leaderboard
-    from ctrbench.progress import RichReporter
-    from ctrbench.runner import Session, plan, run_suite
+    from ctrbench.progress import RichReporter, SuiteProgress
+    from ctrbench.runner import Session, create_executor, plan, run_suite
 
     suite = load_suite(args.suite, args.overrides)
     if args.executor:
@@ -100,28 +100,35 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             console.print(f"{mark} {s.run_id}  {s.labels.get('dataset')}  {s.config_label()}  seed {s.seed}")
         console.print(f"{len(todo)} of {len(specs)} runs would execute")
         return EXIT_OK
+    executor = create_executor(suite, plugins)
+    where = "" if suite.executor.name == "local" else f" on executor '{suite.executor.name}'"
     if not todo:
         console.print(f"{suite.name}: all {len(specs)} runs already stored; executing 0 runs")
     else:
-        console.print(f"{suite.name}: executing {len(todo)} of {len(specs)} runs ({len(specs) - len(todo)} stored)")
+        console.print(f"{suite.name}: executing {len(todo)} of {len(specs)} runs ({len(specs) - len(todo)} stored)"
+                      f"{where}")
     reporter = RichReporter(console)
-    session = Session.create(store.root, args.device, args.threads, reporter, plugins)
+    # runs on other machines (executor.remote) resolve --device there: a login node needs no GPU
+    session = Session.create(store.root, args.device, args.threads, reporter, plugins,
+                             check_device=not getattr(executor, "remote", False))
+    progress = SuiteProgress(console, store, todo, session.invocation, title=suite.name, reporter=reporter)
 
     def on_result(spec, result) -> None:
+        progress.finished(spec, result)
         if result.ok:
             m = result.metrics
             console.print(f"  ok     {spec.labels.get('dataset')}  {spec.config_label()}  seed {spec.seed}: "
                           f"AUC {m['test_auc']:.4f}  Logloss {m['test_logloss']:.4f}  ({result.train_seconds:.1f} s)")
         else:
-            console.print(f"  FAILED {spec.config_label()} seed {spec.seed} ({spec.run_id}): {result.error}")
+            console.print(f"  FAILED {spec.config_label()} seed {spec.seed} ({spec.run_id}): {result.error}",
+                          soft_wrap=True)
 
     data_error: DataError | None = None
     try:
-        outcome = run_suite(suite, session, args.rerun, on_result)
+        with progress:
+            outcome = run_suite(suite, session, args.rerun, on_result, executor=executor)
     except DataError as exc:
         data_error, outcome = exc, None
-    finally:
-        reporter.close()
     runs = store.collect(specs)
     if runs:
         path = write_leaderboard(suite, runs, Path(args.leaderboards))

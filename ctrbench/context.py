@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from filelock import FileLock, Timeout
 
 from ctrbench.data.types import CTRData
 from ctrbench.plugins import Plugins
@@ -67,7 +68,9 @@ class RunContext:
 
         Pretraining stages are keyed by everything they depend on (pass it all in ``config``: data
         fingerprint, backbone config, PLM, seed…), so a grid of finetunes reuses one pretraining run. The
-        directory appears atomically: an interrupted stage leaves nothing that looks finished.
+        directory appears atomically: an interrupted stage leaves nothing that looks finished. Processes
+        sharing the store (the workers of a multi-process executor) take a file lock per stage, so a stage
+        many runs need is computed by the first of them while the others wait, then reused.
         """
         key = f"{name}-{content_hash(config)}"
         final = self.stage_root / key
@@ -75,17 +78,49 @@ class RunContext:
             log.info("stage %s: reusing %s", name, final)
             return final
         self.stage_root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=self.stage_root, prefix=f".{key}."))
+        lock = FileLock(self.stage_root / f".{key}.lock")
+        locked = _acquire(lock, name, final)
         try:
-            fn(tmp)
-            (tmp / ".done").write_text(name + "\n")
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            if (final / ".done").exists():  # finished by the process that held the lock
+                log.info("stage %s: reusing %s", name, final)
+                return final
+            tmp = Path(tempfile.mkdtemp(dir=self.stage_root, prefix=f".{key}."))
+            try:
+                fn(tmp)
+                (tmp / ".done").write_text(name + "\n")
+                _publish(tmp, final)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)  # gone after a rename; the leftovers otherwise
+        finally:
+            if locked:
+                lock.release()
         return final
+
+
+def _acquire(lock: FileLock, name: str, final: Path) -> bool:
+    """Take the stage's lock, waiting for a process that holds it; False where file locks do not work."""
+    try:
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log.info("stage %s: another process is computing it, waiting for %s", name, final)
+            lock.acquire()
+        return True
+    except (OSError, NotImplementedError) as exc:  # e.g. Lustre without -o flock, NFS mounted with nolock
+        log.warning("stage %s: file locks do not work in %s (%s); another process may compute it too",
+                    name, final.parent, exc)
+        return False
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Move a finished stage into place; when another process got there first, keep its copy."""
+    if final.exists() and not (final / ".done").exists():  # not a finished stage (made by hand, half-copied)
+        shutil.rmtree(final)
+    try:
+        tmp.rename(final)
+    except OSError:
+        if not (final / ".done").exists():
+            raise
 
 
 def predictions_of(ctx: RunContext, model: torch.nn.Module, train_seconds: float, epochs: int,

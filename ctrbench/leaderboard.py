@@ -53,6 +53,7 @@ MARGINAL_BUCKETS = (
     ("user_tail", "U tail"), ("user_head", "U head"), ("item_tail", "I tail"), ("item_head", "I head"),
     ("items_tail", "Items tail"), ("items_head", "Items head"), ("tail", "Tail"), ("head", "Head"),
 )
+HEADTAIL_BUCKETS = (("items_head", "Head items"), ("items_tail", "Tail items"))
 TEST_TEXT = {
     "delong": "DeLong's test vs the baseline on each seed's test set; the largest p over seeds "
               "(significant only if every seed is)",
@@ -244,8 +245,8 @@ def _delong_p(runs: list[StoredRun], base: list[StoredRun],
         if pa[0].shape != pb[0].shape or not np.array_equal(pa[0], pb[0]):
             raise CtrbenchError(
                 f"runs {run.spec.run_id} and {b.spec.run_id} ({_dataset(run.spec)}, seed {_seed(run.spec)}) were "
-                "scored on different test rows; DeLong's test needs the same test set (was the dataset changed "
-                "between runs? see the fingerprints with 'ctrbench show')")
+                "scored on different test rows; DeLong's test needs the same test set (give every run of the suite the "
+                "same train.eval_max_samples; was the dataset changed between runs? see 'ctrbench show')")
         p = delong_test(pa[0], pa[1], pb[1]).p_value
         if math.isnan(p):
             return math.nan
@@ -477,32 +478,57 @@ def _bucket_mean(runs: list[StoredRun], bucket: str, metric: str) -> float:
     return _mean(vals) if vals else math.nan
 
 
+def _bucket_table(board: _Board, d: str, buckets: list[tuple[str, str]], configs: list[ConfigKey],
+                  overall_logloss: bool = False) -> list[str]:
+    """One row per config: AUC and Logloss on each bucket (means over seeds), then the overall test metrics."""
+    header = ["Model"]
+    columns: list[tuple[str, str, bool]] = []  # (bucket, metric, higher is better)
+    for name, title in buckets:
+        header += [f"{title} AUC", f"{title} Logloss"]
+        columns += [(name, "auc", True), (name, "logloss", False)]
+    header += ["Overall AUC", *(["Overall Logloss"] if overall_logloss else [])]
+    means = {(k, c): _bucket_mean(board.cell(d, k), c[0], c[1]) for k in configs for c in columns}
+    best = {c: _best({k: means[(k, c)] for k in configs}, c[2]) for c in columns}
+    best_overall = _best_keys(board, d, configs, "test_auc", True)
+    best_ll = _best_keys(board, d, configs, "test_logloss", False)
+    body = []
+    for k in configs:
+        runs = board.cell(d, k)
+        if not runs:
+            body.append([_row_label(board, k), *(["failed"] * (len(header) - 1))])
+            continue
+        comp = board.comparison(d, k)
+        overall = _bold(_num(_mean_auc(board, d, k)), k in best_overall) + (_mark(comp.mark) if comp else "")
+        row = [_row_label(board, k), *(_bold(_num(means[(k, c)]), k in best[c]) for c in columns), overall]
+        if overall_logloss:
+            row.append(_logloss_cell(board, d, k, k in best_ll))
+        body.append(row)
+    return _table(header, body)
+
+
+def _headtail(board: _Board) -> list[str]:
+    """SLLM4CTR Table 1: AUC and Logloss on head items (top ``head_fraction`` by train frequency) and tail items."""
+    lines: list[str] = []
+    for d in board.datasets:
+        configs = [k for k in board.configs if board.cell(d, k) or board.has_failed(d, k)]
+        buckets = _bucket_names(board, d, HEADTAIL_BUCKETS)
+        lines += [f"### {_esc(d)}", "", *_bucket_table(board, d, buckets, configs, overall_logloss=True)]
+        sizes = _bucket_sizes(board, d, buckets)
+        lines += ["", f"Test rows per group: {sizes}.", ""] if sizes else [""]
+    b = board.suite.buckets
+    lines.append(f"Head items: the top {b.head_fraction:.0%} of items by number of train interactions "
+                 f"(`buckets.head_fraction: {b.head_fraction:g}`); tail items: all others, including items unseen "
+                 "in train. Group columns are means over seeds.")
+    return lines
+
+
 def _longtail(board: _Board) -> list[str]:
     lines: list[str] = []
     for d in board.datasets:
         lines += [f"### {_esc(d)}", ""]
         configs = [k for k in board.configs if board.cell(d, k) or board.has_failed(d, k)]
         cross = _bucket_names(board, d, CROSS_BUCKETS)
-        header = ["Model"]
-        columns: list[tuple[str, str, bool]] = []  # (bucket, metric, higher is better)
-        for name, title in cross:
-            header += [f"{title} AUC", f"{title} Logloss"]
-            columns += [(name, "auc", True), (name, "logloss", False)]
-        header.append("Overall AUC")
-        means = {(k, c): _bucket_mean(board.cell(d, k), c[0], c[1]) for k in configs for c in columns}
-        best = {c: _best({k: means[(k, c)] for k in configs}, c[2]) for c in columns}
-        best_overall = _best_keys(board, d, configs, "test_auc", True)
-        body = []
-        for k in configs:
-            runs = board.cell(d, k)
-            if not runs:
-                body.append([_row_label(board, k), *(["failed"] * (len(columns) + 1))])
-                continue
-            comp = board.comparison(d, k)
-            overall = _bold(_num(_mean_auc(board, d, k)), k in best_overall) + (_mark(comp.mark) if comp else "")
-            body.append([_row_label(board, k), *(_bold(_num(means[(k, c)]), k in best[c]) for c in columns),
-                         overall])
-        lines += _table(header, body)
+        lines += _bucket_table(board, d, cross, configs)
         marginal = _bucket_names(board, d, MARGINAL_BUCKETS)
         if marginal:
             mbest = {n: _best({k: _bucket_mean(board.cell(d, k), n, "auc") for k in configs}, True)
@@ -635,6 +661,11 @@ def _provenance(board: _Board) -> list[str]:
         warn = " — ⚠ this dataset has several fingerprints: the runs did not all see the same data" \
             if names.count(name) > 1 and len({x[1] for x in datasets if x[0] == name}) > 1 else ""
         lines.append(f"- Dataset {_dataset_line(name, fp, dict(splits), used)}{warn}")
+    scored = sorted({int((p.get("dataset") or {}).get("test_scored", 0)) for _, p in provs} - {0})
+    test_sizes = {int((p.get("dataset") or {}).get("splits", {}).get("test", 0)) for _, p in provs}
+    if scored and max(scored) < max(test_sizes, default=0):
+        lines.append(f"- Scored on a fixed random subset of {', '.join(f'{n:,}' for n in scored)} test rows "
+                     "(`train.eval_max_samples`, the same rows for every run, so paired tests stay paired)")
     plms = _distinct(p.get("plm") for _, p in provs)
     lines.append(f"- PLMs: {', '.join(plms) if plms else 'none'}")
     devices = _distinct(p.get("device") for _, p in provs)
@@ -697,6 +728,8 @@ def render_leaderboard(suite: Suite, runs: Sequence[StoredRun], *, generated_by:
         lines += [*_compat(board), ""]
     elif suite.analysis == "longtail":
         lines += [*_longtail(board), ""]
+    elif suite.analysis == "headtail":
+        lines += [*_headtail(board), ""]
     elif suite.analysis == "efficiency":
         lines += [*_efficiency(board), ""]
     else:

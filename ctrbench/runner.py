@@ -3,11 +3,17 @@ stored yet, and hand back what happened. The CLI is a thin layer over `Session` 
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import io
 import logging
 import os
+import socket
+import sys
 import time
 import traceback
+import types
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,7 +28,7 @@ from ctrbench.data.buckets import headtail_item_masks, longtail_masks
 from ctrbench.data.cache import cache_root
 from ctrbench.data.types import CTRData
 from ctrbench.errors import CtrbenchError, DataError, PluginError, RunError, SuiteError
-from ctrbench.plugins import Plugins, load_plugins
+from ctrbench.plugins import DISABLE_ENV, Plugins, load_plugins
 from ctrbench.provenance import environment
 from ctrbench.registry import check_config_keys
 from ctrbench.results import Predictions, RunResult
@@ -30,7 +36,7 @@ from ctrbench.spec import RunSpec, canonical_json
 from ctrbench.stats import auc, bucket_metrics, logloss
 from ctrbench.store import Store
 from ctrbench.suite import Suite, expand
-from ctrbench.trainer import NullReporter, Reporter, TrainConfig, Trainer, resolve_device
+from ctrbench.trainer import NullReporter, Reporter, TrainConfig, Trainer, eval_positions, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +54,32 @@ class Session:
     threads: int
     reporter: Reporter = field(default_factory=NullReporter)
     cache_dir: Path = field(default_factory=cache_root)
+    device_request: str = "auto"  # what the user asked for; workers of other executors resolve it themselves
+    invocation: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # marks the runs this call starts
     _datasets: dict[str, CTRData] = field(default_factory=dict)
     _env: dict[str, Any] | None = None
 
     @classmethod
     def create(cls, store_root: str | Path = "runs", device: str = "auto", threads: int | None = None,
                reporter: Reporter | None = None, plugins: Plugins | None = None,
-               cache_dir: str | Path | None = None) -> Session:
+               cache_dir: str | Path | None = None, check_device: bool = True,
+               invocation: str | None = None) -> Session:
+        """``check_device=False`` is for a process that only dispatches runs to workers (a cluster login
+        node without a GPU may still send ``--device cuda`` runs to GPU nodes)."""
         threads = threads or os.cpu_count() or 1
         torch.set_num_threads(threads)  # explicit, so a worker never oversubscribes the CPU
-        return cls(plugins=plugins or load_plugins(), store=Store(store_root), device=resolve_device(device),
-                   threads=threads, reporter=reporter or NullReporter(),
-                   cache_dir=Path(cache_dir) if cache_dir else cache_root())
+        try:
+            resolved = resolve_device(device)
+        except RunError:
+            if check_device:
+                raise
+            resolved = torch.device("cpu")
+        session = cls(plugins=plugins or load_plugins(), store=Store(store_root), device=resolved,
+                      threads=threads, reporter=reporter or NullReporter(),
+                      cache_dir=Path(cache_dir) if cache_dir else cache_root(), device_request=device)
+        if invocation:
+            session.invocation = invocation
+        return session
 
     def environment(self) -> dict[str, Any]:
         if self._env is None:
@@ -99,11 +119,11 @@ def validate_components(suite: Suite, specs: list[RunSpec], plugins: Plugins) ->
             except PluginError as exc:
                 hint = plugins.failure_hint() if "unknown" in str(exc) else ""
                 raise SuiteError(f"{suite.path}: {attr}: {exc}{hint}") from None
-    if suite.executor.name not in plugins.registry("executors"):
-        try:
-            plugins.registry("executors").get(suite.executor.name)
-        except PluginError as exc:
-            raise SuiteError(f"{suite.path}: executor: {exc}") from None
+    try:
+        entry = plugins.registry("executors").get(suite.executor.name)
+        check_config_keys(entry.factory, suite.executor.config, f"executor '{suite.executor.name}'", ())
+    except PluginError as exc:
+        raise SuiteError(f"{suite.path}: executor: {exc}") from None
 
 
 def plan(suite: Suite, plugins: Plugins) -> list[RunSpec]:
@@ -114,25 +134,34 @@ def plan(suite: Suite, plugins: Plugins) -> list[RunSpec]:
 
 # -- one run ------------------------------------------------------------------------------------------
 
-def _metrics(data: CTRData, preds: Predictions) -> dict[str, float]:
+def _metrics(data: CTRData, preds: Predictions, scored: dict[str, np.ndarray]) -> dict[str, float]:
+    """AUC/Logloss of each split on its scored positions (all rows unless ``train.eval_max_samples``)."""
     out: dict[str, float] = {}
     for split, p in (("valid", preds.valid), ("test", preds.test)):
         y = np.asarray(data.y[data.splits[split]], dtype=np.float64)
         if len(p) != len(y):
             raise RunError(f"method returned {len(p)} {split} predictions for {len(y)} rows")
-        if not np.all(np.isfinite(p)):
+        rows = scored[split]
+        if not np.all(np.isfinite(p[rows])):
             raise RunError(f"method returned non-finite {split} predictions")
-        out[f"{split}_auc"] = auc(y, p)
-        out[f"{split}_logloss"] = logloss(y, p)
+        out[f"{split}_auc"] = auc(y[rows], p[rows])
+        out[f"{split}_logloss"] = logloss(y[rows], p[rows])
+    if len(scored["test"]) < len(preds.test):
+        out["test_rows_scored"] = float(len(scored["test"]))
     out.update(preds.extra)
     return out
 
 
-def _buckets(data: CTRData, p: np.ndarray, suite_buckets: Any) -> dict[str, dict[str, float]]:
+def _buckets(data: CTRData, p: np.ndarray, suite_buckets: Any, rows: np.ndarray) -> dict[str, dict[str, float]]:
     y = np.asarray(data.y[data.splits["test"]], dtype=np.float64)
     masks = longtail_masks(data, "test", suite_buckets.tail_fraction)
     masks.update({f"items_{k}": v for k, v in headtail_item_masks(data, "test", suite_buckets.head_fraction).items()})
-    return bucket_metrics(y, p, masks)
+    return bucket_metrics(y[rows], p[rows], {k: np.asarray(v)[rows] for k, v in masks.items()})
+
+
+def _scored_positions(spec: RunSpec, data: CTRData) -> dict[str, np.ndarray]:
+    limit = spec.train.get("eval_max_samples")
+    return {split: eval_positions(len(data.splits[split]), limit) for split in ("valid", "test")}
 
 
 class _LogCapture(logging.Handler):
@@ -149,7 +178,7 @@ def run_one(spec: RunSpec, session: Session, suite: Suite) -> RunResult:
     """Run and store one spec. Failures of the run itself are stored as failed results, not raised;
     data errors (missing or corrupt files) are raised because every run of that dataset would fail."""
     store = session.store
-    store.begin(spec)
+    store.begin(spec, {"invocation": session.invocation, **_worker_info(session), "started_at": time.time()})
     capture = _LogCapture()
     root = logging.getLogger()
     root.addHandler(capture)
@@ -167,7 +196,9 @@ def run_one(spec: RunSpec, session: Session, suite: Suite) -> RunResult:
         ctx = RunContext(spec, data, session.plugins, trainer, session.device, session.reporter,
                          session.store.root / "_stages")
         preds = method.run(ctx)
-        result = RunResult(spec.run_id, "ok", _metrics(data, preds), _buckets(data, preds.test, suite.buckets),
+        scored = _scored_positions(spec, data)
+        result = RunResult(spec.run_id, "ok", _metrics(data, preds, scored),
+                           _buckets(data, preds.test, suite.buckets, scored["test"]),
                            preds.n_params, preds.train_seconds, preds.infer_seconds, preds.infer_ms_per_batch,
                            preds.epochs)
     except (DataError, KeyboardInterrupt):
@@ -193,20 +224,32 @@ def run_one(spec: RunSpec, session: Session, suite: Suite) -> RunResult:
         "wall_seconds": round(time.perf_counter() - t0, 3),
         "plm": spec.plm.name if spec.plm else None,
         "plugins": _plugin_origins(spec, session.plugins),
+        "worker": _worker_info(session),
     }
     predictions = None
     if data is not None:
         provenance["dataset"] = {"name": data.name, "fingerprint": data.fingerprint,
                                  "splits": data.split_sizes(),
                                  "train_used": min(data.split_sizes()["train"],
-                                                   spec.train.get("max_samples") or 10**18)}
+                                                   spec.train.get("max_samples") or 10**18),
+                                 "test_scored": int(len(_scored_positions(spec, data)["test"]))}
         if preds is not None:
-            predictions = {"valid_p": preds.valid, "test_p": preds.test,
-                           "valid_y": np.asarray(data.y[data.splits["valid"]], dtype=np.float32),
-                           "test_y": np.asarray(data.y[data.splits["test"]], dtype=np.float32)}
+            # Only scored rows are stored: runs of one suite share them, so stored predictions pair up row by row.
+            scored = _scored_positions(spec, data)
+            predictions = {"valid_p": preds.valid[scored["valid"]], "test_p": preds.test[scored["test"]],
+                           "valid_y": np.asarray(data.y[data.splits["valid"]], dtype=np.float32)[scored["valid"]],
+                           "test_y": np.asarray(data.y[data.splits["test"]], dtype=np.float32)[scored["test"]]}
+            if len(scored["test"]) < len(preds.test):
+                predictions.update(valid_rows=scored["valid"], test_rows=scored["test"])
     store.finish(spec, result, provenance, predictions, capture.buffer.getvalue())
     session.plugins.notify_run_finished(spec, result)
     return result
+
+
+def _worker_info(session: Session) -> dict[str, Any]:
+    """Which process ran a run: where a multi-process executor put it, and with how many threads."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "threads": session.threads,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
 def _plugin_origins(spec: RunSpec, plugins: Plugins) -> dict[str, dict[str, str]]:
@@ -221,6 +264,127 @@ def _plugin_origins(spec: RunSpec, plugins: Plugins) -> dict[str, dict[str, str]
         out[attr] = {"name": ref.name, "plugin": plugin,
                      "distribution": f"{info.distribution} {info.version}" if info else "?"}
     return out
+
+
+# -- jobs: running specs in other processes -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunJob:
+    """What a worker process needs to run specs of one ``ctrbench run`` invocation; picklable, no handles.
+
+    An executor that runs specs outside this process (``local-gpus``, ``ray``, ``slurm``) sends a job and a
+    spec to a worker, which calls ``execute_job(job, spec)``: it builds a `Session` there (once per worker
+    process) and calls the same `run_one` as the in-process executor, writing to the same store.
+    Paths are absolute, so a worker with another working directory (a cluster node) finds the store.
+    """
+
+    suite: Suite
+    store_root: str
+    cache_dir: str
+    device: str = "auto"  # the request, resolved in the worker ("auto" = the worker's GPU if it has one)
+    threads: int = 1  # torch CPU threads in the worker: its share of the cores, never all of them
+    rerun: str = "never"
+    invocation: str = ""  # the id in the running.json markers of this invocation's runs
+    plugins: tuple[tuple[str, str, str], ...] = ()  # in-process plugins as (name, module, sys.path entry)
+    env: tuple[tuple[str, str], ...] = ()  # environment the worker sets before loading plugins
+
+    @classmethod
+    def from_session(cls, suite: Suite, session: Session, rerun: str = "never") -> RunJob:
+        return cls(suite=suite, store_root=str(session.store.root.resolve()),
+                   cache_dir=str(Path(session.cache_dir).resolve()), device=session.device_request,
+                   threads=session.threads, rerun=rerun, invocation=session.invocation,
+                   plugins=_shippable_plugins(session.plugins),
+                   env=tuple((k, os.environ[k]) for k in (DISABLE_ENV,) if k in os.environ))
+
+    def for_worker(self, threads: int, gpus: float = 0) -> RunJob:
+        """This job for a worker with ``threads`` CPU threads and ``gpus`` GPUs of its own (the executor
+        pins them, so "cuda:N" becomes "cuda"; without a GPU a run is on the CPU)."""
+        device = self.device
+        if gpus and device.startswith("cuda"):
+            device = "cuda"
+        elif not gpus:
+            if device.startswith("cuda"):
+                raise SuiteError(f"{self.suite.path}: executor: --device {device} needs GPUs per run "
+                                 "in the executor block (e.g. num_gpus: 1 / gpus: 1)")
+            device = "cpu"
+        return dataclasses.replace(self, threads=max(1, int(threads)), device=device)
+
+
+def _shippable_plugins(plugins: Plugins) -> tuple[tuple[str, str, str], ...]:
+    """Plugins registered in-process (``load_plugins(extra=...)``) that a worker can import by name."""
+    out = []
+    for info in plugins.infos:
+        if info.distribution != "(in-process)" or info.status != "loaded":
+            continue
+        module = plugins.pm.get_plugin(info.name)
+        file = getattr(module, "__file__", None)
+        if not isinstance(module, types.ModuleType) or not file or sys.modules.get(module.__name__) is not module:
+            log.debug("plugin '%s' is not an importable module; workers of other processes will not load it",
+                      info.name)
+            continue
+        depth = module.__name__.count(".") + (2 if Path(file).name == "__init__.py" else 1)
+        out.append((info.name, module.__name__, str(Path(file).resolve().parents[depth - 1])))
+    return tuple(out)
+
+
+_WORKER_SESSION: tuple[tuple[Any, ...], Session] | None = None
+
+
+def _worker_session(job: RunJob) -> Session:
+    """One session per worker process and job settings: datasets are loaded once per worker, not per run."""
+    global _WORKER_SESSION
+    key = (job.store_root, job.cache_dir, job.device, job.threads, job.plugins, job.env, job.invocation)
+    if _WORKER_SESSION is None or _WORKER_SESSION[0] != key:
+        for k, v in job.env:
+            os.environ[k] = v
+        extra = []
+        for name, module, path in job.plugins:
+            if path not in sys.path:
+                sys.path.insert(0, path)
+            extra.append((name, importlib.import_module(module)))
+        session = Session.create(job.store_root, job.device, job.threads, plugins=load_plugins(extra=extra),
+                                 cache_dir=job.cache_dir, invocation=job.invocation)
+        _WORKER_SESSION = (key, session)
+    return _WORKER_SESSION[1]
+
+
+def _run_if_needed(spec: RunSpec, session: Session, suite: Suite, rerun: str) -> RunResult:
+    # Re-checked right before running: another process working on the same store (a second
+    # `ctrbench run`, another executor) may have finished this run since the plan was made.
+    if rerun != "all" and not session.store.needs_run(spec, rerun):
+        stored = session.store.load(spec.suite, spec.run_id)
+        if stored is not None:
+            return stored.result
+    return run_one(spec, session, suite)
+
+
+def execute_job(job: RunJob, spec: RunSpec) -> RunResult:
+    """Run one spec in a worker process (the entry point every multi-process executor calls there).
+
+    Like `run_one`, a failing run is stored and returned as failed, and a `DataError` is raised."""
+    return _run_if_needed(spec, _worker_session(job), job.suite, job.rerun)
+
+
+def lost_run(spec: RunSpec, reason: str) -> RunResult:
+    """The result an executor reports for a run whose worker died (killed, out of memory, node lost): it
+    is not stored, its directory has no result.json, and the next ``ctrbench run`` runs it again."""
+    reason = reason.strip().splitlines()[0] if reason.strip() else "no reason given"
+    return RunResult(spec.run_id, "failed", error=f"the run did not finish: {reason} (not stored; the next "
+                                                  "`ctrbench run` runs it again)")
+
+
+@dataclass
+class InProcessRun:
+    """The ``run_one`` that `run_suite` hands an executor: ``run_one(spec)`` runs a spec in this process
+    (with this session's loaded datasets and progress bars); ``run_one.job`` is the picklable `RunJob` an
+    executor sends to its workers, which call ``execute_job(run_one.job, spec)``."""
+
+    job: RunJob
+    session: Session
+    suite: Suite
+
+    def __call__(self, spec: RunSpec) -> RunResult:
+        return _run_if_needed(spec, self.session, self.suite, self.job.rerun)
 
 
 # -- a whole suite ------------------------------------------------------------------------------------
@@ -241,25 +405,24 @@ class SuiteOutcome:
         return [r for r in self.results if not r.ok]
 
 
+def create_executor(suite: Suite, plugins: Plugins) -> Any:
+    return plugins.registry("executors").get(suite.executor.name).create(**suite.executor.config)
+
+
 def run_suite(suite: Suite, session: Session, rerun: str = "never",
-              on_result: Callable[[RunSpec, RunResult], None] | None = None) -> SuiteOutcome:
-    """Run every spec of the suite that the store does not hold yet (see ``rerun``)."""
+              on_result: Callable[[RunSpec, RunResult], None] | None = None,
+              executor: Any = None) -> SuiteOutcome:
+    """Run every spec of the suite that the store does not hold yet (see ``rerun``).
+
+    Executors yield results as runs finish, in any order; ``on_result`` is called for each."""
     specs = plan(suite, session.plugins)
     todo = [s for s in specs if session.store.needs_run(s, rerun)]
     outcome = SuiteOutcome(specs, skipped=[s for s in specs if s not in todo])
-    executor = session.plugins.registry("executors").get(suite.executor.name).create(**suite.executor.config)
+    executor = executor if executor is not None else create_executor(suite, session.plugins)
     by_id = {s.run_id: s for s in todo}
-    def run_if_needed(spec: RunSpec) -> RunResult:
-        # Re-checked right before running: another process working on the same store (a second
-        # `ctrbench run`, another executor) may have finished this run since the plan was made.
-        if rerun != "all" and not session.store.needs_run(spec, rerun):
-            stored = session.store.load(spec.suite, spec.run_id)
-            if stored is not None:
-                return stored.result
-        return run_one(spec, session, suite)
-
+    run = InProcessRun(RunJob.from_session(suite, session, rerun), session, suite)
     try:
-        for result in executor.execute(todo, run_if_needed):
+        for result in executor.execute(todo, run):
             outcome.results.append(result)
             if on_result:
                 on_result(by_id[result.run_id], result)
@@ -268,4 +431,5 @@ def run_suite(suite: Suite, session: Session, rerun: str = "never",
     return outcome
 
 
-__all__ = ["Session", "SuiteOutcome", "plan", "run_one", "run_suite", "validate_components"]
+__all__ = ["InProcessRun", "RunJob", "Session", "SuiteOutcome", "create_executor", "execute_job", "lost_run",
+           "plan", "run_one", "run_suite", "validate_components"]

@@ -4,6 +4,12 @@ result.json}``.
 Every file is written to a temp file and moved into place with ``os.replace``, and ``result.json`` is
 written last: a run directory without it is an interrupted run and is simply run again. Nothing is ever
 deleted except the leftovers of such an interrupted run, so a crash or Ctrl-C never loses a finished result.
+
+While a run is in progress its directory also holds ``running.json`` (host, pid, the id of the ``ctrbench
+run`` invocation, start time), removed once ``result.json`` is in place. It is how a progress view sees which
+runs have started on workers it cannot talk to, and, left behind by a killed worker, which machine ran it.
+Several processes (the workers of one executor, or two invocations) can share one store: each run directory
+is written by the one process running it.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from ctrbench.results import RunResult
 from ctrbench.spec import RunSpec
 
 RERUN_POLICIES = ("never", "failed", "all")
+RUNNING = "running.json"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -82,14 +89,24 @@ class Store:
             return True
         return rerun == "failed" and status == "failed"
 
-    def begin(self, spec: RunSpec) -> Path:
-        """Start a run: clear leftovers of an interrupted attempt, write spec.json."""
+    def begin(self, spec: RunSpec, attempt: dict[str, Any] | None = None) -> Path:
+        """Start a run: clear leftovers of an interrupted attempt, write spec.json (and ``attempt`` as
+        running.json: who runs it, for progress views and post-mortems)."""
         d = self.run_dir(spec.suite, spec.run_id)
         if d.exists() and not (d / "result.json").exists():
             shutil.rmtree(d)
         d.mkdir(parents=True, exist_ok=True)
         atomic_write_json(d / "spec.json", spec.to_dict())  # a rerun keeps the old result until finish()
+        if attempt is not None:
+            atomic_write_json(d / RUNNING, attempt)
         return d
+
+    def attempt(self, spec: RunSpec) -> dict[str, Any] | None:
+        """The running.json of a run in progress (or of one whose worker died), else None."""
+        try:
+            return json.loads((self.run_dir(spec.suite, spec.run_id) / RUNNING).read_text())
+        except (OSError, ValueError):  # absent, or removed while we read it
+            return None
 
     def finish(self, spec: RunSpec, result: RunResult, provenance: dict[str, Any],
                predictions: dict[str, np.ndarray] | None = None, log_text: str = "") -> Path:
@@ -107,6 +124,7 @@ class Store:
         if log_text:
             atomic_write_bytes(d / "log.txt", log_text.encode())
         atomic_write_json(d / "result.json", result.to_dict())  # last: marks the run complete
+        (d / RUNNING).unlink(missing_ok=True)
         return d
 
     def _read_result(self, path: Path) -> RunResult:

@@ -20,7 +20,7 @@ from ctrbench.spec import ComponentRef, RunSpec
 from ctrbench.trainer import TRAIN_KEYS
 
 SCHEMA_VERSION = 1
-ANALYSES = ("overall", "compat", "ablation", "longtail", "efficiency")
+ANALYSES = ("overall", "compat", "ablation", "longtail", "headtail", "efficiency")
 TOP_KEYS = ("schema_version", "name", "description", "analysis", "datasets", "seeds", "defaults", "grid",
             "variants", "exclude", "baseline", "buckets", "significance", "executor", "store")
 DEFAULT_KEYS = ("method", "ctr", "plm", "train")

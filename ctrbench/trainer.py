@@ -43,6 +43,7 @@ class TrainConfig:
     patience: int = 2
     grad_clip: float = 10.0
     max_samples: int | None = None
+    eval_max_samples: int | None = None
     amp: bool = True
 
     @classmethod
@@ -72,6 +73,13 @@ class NullReporter:
 
     def finish(self) -> None:
         pass
+
+
+def eval_positions(n: int, max_samples: int | None) -> np.ndarray:
+    """Sorted positions ``0..n-1`` to score; a seeded (0) random subset of ``max_samples`` when that is smaller."""
+    if max_samples is None or max_samples >= n:
+        return np.arange(n, dtype=np.int64)
+    return np.sort(np.random.default_rng(0).permutation(n)[:max_samples]).astype(np.int64)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -151,6 +159,12 @@ class Trainer:
             gen = torch.Generator().manual_seed(self.seed)
             rows = rows[torch.randperm(len(rows), generator=gen)[:n]].sort().values
         return rows
+
+    def eval_positions(self, data: CTRData, split: str) -> np.ndarray:
+        """Positions within ``split`` that are scored: all, or with ``eval_max_samples`` a random subset fixed by
+        the dataset alone (seed 0, not the run's seed), so every run of a suite is scored on the same rows and
+        paired tests stay paired. For methods too slow to score a whole split on a CPU (causal LMs)."""
+        return eval_positions(len(data.splits[split]), self.config.eval_max_samples)
 
     def batches(self, dd: DeviceData, rows: torch.Tensor, batch_size: int,
                 gen: torch.Generator | None = None) -> Iterator[Batch]:

@@ -113,3 +113,18 @@ def test_rerun_keeps_the_old_result_until_the_new_one_is_complete(tmp_path):
     assert store.load("s", s.run_id).result.metrics == {"test_auc": 0.7}  # …and the old result is still there
     store.finish(s, RunResult(s.run_id, "ok", {"test_auc": 0.71}), {})
     assert store.load("s", s.run_id).result.metrics == {"test_auc": 0.71}
+
+
+def test_running_marker_names_the_worker_until_the_result_is_written(tmp_path):
+    store, s = Store(tmp_path), spec()
+    assert store.attempt(s) is None
+    attempt = {"invocation": "abc", "host": "node7", "pid": 42, "started_at": 1.0}
+    d = store.begin(s, attempt)
+    assert store.attempt(s) == attempt and store.status(s) == "partial"
+    store.finish(s, RunResult(s.run_id, "ok"), {})
+    assert store.attempt(s) is None and not (d / "running.json").exists() and store.status(s) == "ok"
+    # a worker killed mid-run leaves its marker (who ran it) and no result; the next attempt replaces both
+    store.begin(spec(2), attempt)
+    assert store.status(spec(2)) == "partial" and store.attempt(spec(2))["host"] == "node7"
+    store.begin(spec(2), {**attempt, "host": "node8"})
+    assert store.attempt(spec(2))["host"] == "node8"

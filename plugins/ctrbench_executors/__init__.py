@@ -1,1 +1,2 @@
-"""Built-in executors (the `local` one; multi-GPU and cluster executors come as further plugins)."""
+"""Built-in executors that need no engine: `local` (sequential, in process) and `local-gpus` (one worker
+process per GPU). The cluster executors are their own plugin packages (`ctrbench_ray`, `ctrbench_slurm`)."""

@@ -1,4 +1,4 @@
-"""The `local` executor: runs specs one after another in this process."""
+"""The `local` executor (runs specs one after another in this process) and `local-gpus`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from ctrbench import hookimpl
 from ctrbench.results import RunResult
 from ctrbench.spec import RunSpec
+from ctrbench_executors.local_gpus import LocalGpusExecutor
 
 
 class LocalExecutor:
@@ -20,3 +21,5 @@ class LocalExecutor:
 @hookimpl
 def ctrbench_register_executors(register) -> None:
     register("local", LocalExecutor, summary="sequential, in this process")
+    register("local-gpus", LocalGpusExecutor,
+             summary="one worker process per visible GPU, each pinned with CUDA_VISIBLE_DEVICES")

