@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from ctrbench.data.commands import add_data_parser, run_data_command
 from ctrbench.errors import CtrbenchError, DataError
 from ctrbench.plugins import load_plugins
 from ctrbench.registry import KINDS
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="show one stored run")
     show.add_argument("run_id", help="run id or a unique prefix")
     show.add_argument("--store", default="runs")
+    add_data_parser(sub)
     return p
 
 
@@ -85,7 +87,7 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from ctrbench.leaderboard import write_leaderboard
     from ctrbench.progress import RichReporter, SuiteProgress
-    from ctrbench.runner import Session, create_executor, plan, run_suite
+    from ctrbench.runner import Session, adopt_identical_runs, create_executor, plan, run_suite
 
     suite = load_suite(args.suite, args.overrides)
     if args.executor:
@@ -93,6 +95,11 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     plugins = load_plugins()
     specs = plan(suite, plugins)
     store = Store(_store_root(args, suite))
+    if not args.dry_run:
+        adopted = adopt_identical_runs(suite, store, specs, args.rerun)
+        if adopted:
+            sources = ", ".join(sorted(set(adopted.values())))
+            console.print(f"{suite.name}: {len(adopted)} identical runs reused from {sources}")
     todo = [s for s in specs if store.needs_run(s, args.rerun)]
     if args.dry_run:
         for s in specs:
@@ -190,8 +197,8 @@ def cmd_show(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "list": cmd_list, "plugins": cmd_plugins,
-            "leaderboard": cmd_leaderboard, "show": cmd_show}
+COMMANDS = {"run": cmd_run, "data": run_data_command, "validate": cmd_validate, "list": cmd_list,
+            "plugins": cmd_plugins, "leaderboard": cmd_leaderboard, "show": cmd_show}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

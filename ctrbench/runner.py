@@ -159,6 +159,11 @@ def _buckets(data: CTRData, p: np.ndarray, suite_buckets: Any, rows: np.ndarray)
     return bucket_metrics(y[rows], p[rows], {k: np.asarray(v)[rows] for k, v in masks.items()})
 
 
+def scoring_of(suite: Suite) -> dict[str, Any]:
+    """What a run's stored metrics depend on beyond its spec: the suite's bucket definitions."""
+    return {"buckets": dataclasses.asdict(suite.buckets)}
+
+
 def _scored_positions(spec: RunSpec, data: CTRData) -> dict[str, np.ndarray]:
     limit = spec.train.get("eval_max_samples")
     return {split: eval_positions(len(data.splits[split]), limit) for split in ("valid", "test")}
@@ -223,6 +228,7 @@ def run_one(spec: RunSpec, session: Session, suite: Suite) -> RunResult:
         "started_at": started,
         "wall_seconds": round(time.perf_counter() - t0, 3),
         "plm": spec.plm.name if spec.plm else None,
+        "scoring": scoring_of(suite),
         "plugins": _plugin_origins(spec, session.plugins),
         "worker": _worker_info(session),
     }
@@ -405,6 +411,21 @@ class SuiteOutcome:
         return [r for r in self.results if not r.ok]
 
 
+def adopt_identical_runs(suite: Suite, store: Store, specs: list[RunSpec], rerun: str = "never") -> dict[str, str]:
+    """Copy into this suite every run that another suite of the store already computed with the same spec and
+    scoring (so two suites sharing a configuration compute it once). Returns run_id -> source suite."""
+    adopted: dict[str, str] = {}
+    if rerun == "all":
+        return adopted
+    for spec in specs:
+        if store.needs_run(spec, rerun):
+            source = store.adopt_identical(spec, scoring_of(suite))
+            if source is not None:
+                log.info("run %s: reused from suite %s (identical spec and scoring)", spec.run_id, source)
+                adopted[spec.run_id] = source
+    return adopted
+
+
 def create_executor(suite: Suite, plugins: Plugins) -> Any:
     return plugins.registry("executors").get(suite.executor.name).create(**suite.executor.config)
 
@@ -416,6 +437,7 @@ def run_suite(suite: Suite, session: Session, rerun: str = "never",
 
     Executors yield results as runs finish, in any order; ``on_result`` is called for each."""
     specs = plan(suite, session.plugins)
+    adopt_identical_runs(suite, session.store, specs, rerun)
     todo = [s for s in specs if session.store.needs_run(s, rerun)]
     outcome = SuiteOutcome(specs, skipped=[s for s in specs if s not in todo])
     executor = executor if executor is not None else create_executor(suite, session.plugins)
@@ -431,5 +453,5 @@ def run_suite(suite: Suite, session: Session, rerun: str = "never",
     return outcome
 
 
-__all__ = ["InProcessRun", "RunJob", "Session", "SuiteOutcome", "create_executor", "execute_job", "lost_run",
-           "plan", "run_one", "run_suite", "validate_components"]
+__all__ = ["InProcessRun", "RunJob", "Session", "SuiteOutcome", "adopt_identical_runs", "create_executor",
+           "execute_job", "lost_run", "plan", "run_one", "run_suite", "validate_components"]

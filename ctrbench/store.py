@@ -101,6 +101,47 @@ class Store:
             atomic_write_json(d / RUNNING, attempt)
         return d
 
+    def adopt_identical(self, spec: RunSpec, same_scoring: dict[str, Any]) -> str | None:
+        """Reuse an ok run with the same ``run_id`` (the same dataset, method, components, train block and seed)
+        stored by another suite: copy it into this suite and return that suite's name (None if there is none).
+
+        The copy is only taken when the source run was scored the same way (``same_scoring``, e.g. the suite's
+        bucket definitions, is equal to the source's provenance["scoring"]), so the adopted metrics are the ones
+        this suite would compute. Copied into a temporary folder and renamed, with result.json last as always.
+        """
+        if not self.root.exists():
+            return None
+        for src in sorted(self.root.glob(f"*/{spec.run_id}")):
+            suite = src.parent.name
+            if suite in (spec.suite, "_stages") or not (src / "result.json").exists():
+                continue
+            try:
+                if not self._read_result(src / "result.json").ok:
+                    continue
+                provenance = json.loads((src / "provenance.json").read_text())
+            except (OSError, ValueError, StoreError):
+                continue
+            if provenance.get("scoring") != same_scoring:
+                continue
+            dest = self.run_dir(spec.suite, spec.run_id)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{spec.run_id}."))
+            try:
+                for f in src.iterdir():
+                    if f.is_file() and f.name not in ("result.json", RUNNING):
+                        shutil.copy2(f, tmp / f.name)
+                atomic_write_json(tmp / "spec.json", spec.to_dict())
+                atomic_write_json(tmp / "provenance.json", {**provenance, "reused_from": f"{suite}/{spec.run_id}"})
+                shutil.copy2(src / "result.json", tmp / "result.json")
+                if dest.exists():
+                    shutil.rmtree(dest)
+                tmp.rename(dest)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            return suite
+        return None
+
     def attempt(self, spec: RunSpec) -> dict[str, Any] | None:
         """The running.json of a run in progress (or of one whose worker died), else None."""
         try:

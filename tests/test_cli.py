@@ -7,6 +7,7 @@ import textwrap
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -242,3 +243,40 @@ def test_a_run_finished_meanwhile_by_another_process_is_not_repeated(workdir, mo
     assert run("run", "suite.yaml") == 0
     assert len(executed) == 3  # 4 runs planned, one done elsewhere in the meantime
     assert len(stored(workdir)) == 4
+
+
+def test_identical_runs_of_another_suite_are_reused_not_rerun(workdir, capsys):
+    """Same spec (dataset, method, components, train, seed) in a second suite of the same store: copied with its
+    metrics, under the second suite's labels; a run scored differently (other buckets) is computed again."""
+    assert run("run", "suite.yaml", "--threads", "1") == 0
+    other = SUITE.replace("name: clitest", "name: other").replace("seeds: [1, 2]", "seeds: [2, 3]")
+    (workdir / "other.yaml").write_text(textwrap.dedent(other))
+    capsys.readouterr()
+    assert run("run", "other.yaml", "--threads", "1") == 0
+    out = capsys.readouterr().out
+    assert "executing 2 of 4 runs (2 stored)" in out  # seed 2 reused for both configs, seed 3 computed
+    store = Store(workdir / "runs")
+    first = {r.spec.run_id: r for r in store.runs("clitest")}
+    again = {r.spec.run_id: r for r in store.runs("other")}
+    shared = set(first) & set(again)
+    assert len(shared) == 2
+    for run_id in shared:
+        assert again[run_id].result.metrics == first[run_id].result.metrics
+        assert again[run_id].spec.suite == "other"
+        assert again[run_id].provenance()["reused_from"] == f"clitest/{run_id}"
+        assert np.array_equal(again[run_id].predictions()["test_p"], first[run_id].predictions()["test_p"])
+    bucketed = other.replace("name: other", "name: third") + "buckets: {tail_fraction: 0.3}\n"
+    (workdir / "third.yaml").write_text(textwrap.dedent(bucketed))
+    capsys.readouterr()
+    assert run("run", "third.yaml", "--threads", "1") == 0
+    assert "executing 4 of 4 runs" in capsys.readouterr().out
+
+
+def test_data_commands_are_wired_into_the_cli(tmp_path, capsys):
+    from test_datasets_movielens1m import write_ml1m
+
+    raw = write_ml1m(tmp_path / "raw")
+    assert run("data", "prepare", "movielens-1m", "--source", str(raw), "--cache", str(tmp_path / "c")) == 0
+    assert capsys.readouterr().out.startswith("movielens-1m: 20 rows (train 16 / valid 2 / test 2)")
+    assert run("data", "info", "movielens-1x", "--cache", str(tmp_path / "c")) == 2
+    assert "unknown datasets 'movielens-1x'" in capsys.readouterr().err

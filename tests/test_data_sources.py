@@ -11,6 +11,7 @@ import hashlib
 import http.server
 import importlib.metadata
 import logging
+import re
 import socket
 import subprocess
 import threading
@@ -26,6 +27,7 @@ from ctrbench.data.sources import (
     LocalFile,
     UrlSource,
     WheelFile,
+    cached_sha256,
     parse_checksum,
     sha256_file,
 )
@@ -38,12 +40,23 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class _Server:
-    def __init__(self, root: Path) -> None:
-        handler = partial(_QuietHandler, directory=str(root))
+class LocalServer:
+    """An HTTP server on 127.0.0.1 in a thread, serving ``root``; records each request's path and Range header.
+
+    ``ranges=True`` answers ``Range: bytes=N-`` with ``206`` (``416`` past the end), as real file servers do;
+    the default is ``http.server``'s plain handler, which ignores Range and always sends the whole file.
+    ``cut_after``: for the next requests, the number of body bytes sent before the connection is dropped.
+    """
+
+    def __init__(self, root: Path, ranges: bool = False) -> None:
+        handler = partial(_RangeHandler if ranges else _QuietHandler, directory=str(root))
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.requests: list[str] = []
+        self.range_headers: list[str | None] = []
+        self.cut_after: list[int] = []
         self.httpd.requests = self.requests  # type: ignore[attr-defined]
+        self.httpd.range_headers = self.range_headers  # type: ignore[attr-defined]
+        self.httpd.cut_after = self.cut_after  # type: ignore[attr-defined]
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                        daemon=True)
         self.thread.start()
@@ -62,12 +75,45 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         self.server.requests.append(self.path)  # type: ignore[attr-defined]
 
 
+class _RangeHandler(_QuietHandler):
+    def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+        srv = self.server
+        srv.range_headers.append(self.headers.get("Range"))  # type: ignore[attr-defined]
+        path = Path(self.directory) / self.path.lstrip("/")
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        start = 0
+        m = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+        if m and int(m.group(1)) >= len(data):
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{len(data)}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if m:
+            start = int(m.group(1))
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        cut = srv.cut_after.pop(0) if srv.cut_after else None  # type: ignore[attr-defined]
+        self.wfile.write(body if cut is None else body[:cut])
+        self.wfile.flush()
+        if cut is not None:
+            self.close_connection = True
+
+
 @pytest.fixture()
-def server(tmp_path: Path) -> Iterator[_Server]:
+def server(tmp_path: Path) -> Iterator[LocalServer]:
     root = tmp_path / "www"
     root.mkdir()
     (root / "data.tsv").write_bytes(PAYLOAD)
-    srv = _Server(root)
+    srv = LocalServer(root)
     yield srv
     srv.stop()
 
@@ -80,7 +126,7 @@ def _closed_port() -> int:
 
 # -- UrlSource --------------------------------------------------------------------------------------
 
-def test_download_verifies_checksum_and_lands_in_downloads(server: _Server, tmp_path: Path) -> None:
+def test_download_verifies_checksum_and_lands_in_downloads(server: LocalServer, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     path = UrlSource(server.url("data.tsv"), "data.tsv", f"sha256:{sha256(PAYLOAD)}", timeout=5).fetch(cache)
     assert path == cache / "downloads" / "data.tsv"
@@ -89,13 +135,13 @@ def test_download_verifies_checksum_and_lands_in_downloads(server: _Server, tmp_
     assert server.requests == ["/data.tsv"]
 
 
-def test_md5_checksums_are_accepted(server: _Server, tmp_path: Path) -> None:
+def test_md5_checksums_are_accepted(server: LocalServer, tmp_path: Path) -> None:
     md5 = hashlib.md5(PAYLOAD).hexdigest()
     path = UrlSource(server.url("data.tsv"), "data.tsv", f"md5:{md5}", timeout=5).fetch(tmp_path)
     assert path.read_bytes() == PAYLOAD
 
 
-def test_second_fetch_uses_the_cache_without_the_server(server: _Server, tmp_path: Path) -> None:
+def test_second_fetch_uses_the_cache_without_the_server(server: LocalServer, tmp_path: Path) -> None:
     source = UrlSource(server.url("data.tsv"), "data.tsv", f"sha256:{sha256(PAYLOAD)}", timeout=5)
     first = source.fetch(tmp_path)
     server.stop()
@@ -103,7 +149,7 @@ def test_second_fetch_uses_the_cache_without_the_server(server: _Server, tmp_pat
     assert server.requests == ["/data.tsv"]
 
 
-def test_corrupt_cached_file_is_downloaded_again(server: _Server, tmp_path: Path) -> None:
+def test_corrupt_cached_file_is_downloaded_again(server: LocalServer, tmp_path: Path) -> None:
     source = UrlSource(server.url("data.tsv"), "data.tsv", f"sha256:{sha256(PAYLOAD)}", timeout=5)
     path = source.fetch(tmp_path)
     path.write_bytes(b"truncated")
@@ -111,7 +157,7 @@ def test_corrupt_cached_file_is_downloaded_again(server: _Server, tmp_path: Path
     assert server.requests == ["/data.tsv", "/data.tsv"]
 
 
-def test_checksum_mismatch_names_url_and_both_checksums_and_keeps_nothing(server: _Server, tmp_path: Path) -> None:
+def test_checksum_mismatch_names_url_and_both_checksums_and_keeps_nothing(server: LocalServer, tmp_path: Path) -> None:
     wrong = "0" * 64
     url = server.url("data.tsv")
     with pytest.raises(DataError) as err:
@@ -127,10 +173,10 @@ def test_unreachable_url_is_a_data_error_naming_the_url(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{_closed_port()}/ml-100k.zip"
     with pytest.raises(DataError, match="download of http://127.0.0.1:.*/ml-100k.zip failed"):
         UrlSource(url, "ml-100k.zip", f"sha256:{'0' * 64}", timeout=2).fetch(tmp_path)
-    assert not (tmp_path / "downloads" / "ml-100k.zip").exists()
+    assert list((tmp_path / "downloads").iterdir()) == []  # no file, and no empty part file
 
 
-def test_missing_file_on_server_is_a_data_error(server: _Server, tmp_path: Path) -> None:
+def test_missing_file_on_server_is_a_data_error(server: LocalServer, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="failed: HTTP 404"):
         UrlSource(server.url("nope.zip"), "nope.zip", f"sha256:{'0' * 64}", timeout=5).fetch(tmp_path)
 
@@ -145,6 +191,94 @@ def test_sha256_file_matches_hashlib(tmp_path: Path) -> None:
     p = tmp_path / "f.bin"
     p.write_bytes(PAYLOAD * 300)  # > 1 MiB: several read chunks
     assert sha256_file(p) == sha256(PAYLOAD * 300)
+
+
+# -- resuming an interrupted download ---------------------------------------------------------------
+
+BIG = bytes(range(256)) * 20_000  # 5 MB: several read chunks
+
+
+@pytest.fixture()
+def range_server(tmp_path: Path) -> Iterator[LocalServer]:
+    root = tmp_path / "www-ranges"
+    root.mkdir()
+    (root / "big.bin").write_bytes(BIG)
+    srv = LocalServer(root, ranges=True)
+    yield srv
+    srv.stop()
+
+
+def test_a_cut_download_resumes_from_the_part_file_with_a_range_request(range_server: LocalServer,
+                                                                         tmp_path: Path) -> None:
+    source = UrlSource(range_server.url("big.bin"), "big.bin", f"sha256:{sha256(BIG)}", timeout=5)
+    range_server.cut_after.append(1_500_000)
+    with pytest.raises(DataError, match=r"interrupted after 1500000 of 5120000 bytes; fetching it again resumes"):
+        source.fetch(tmp_path)
+    part = tmp_path / "downloads" / "big.bin.part"
+    assert part.read_bytes() == BIG[:1_500_000]  # kept for the next try, not under the final name
+    assert not (tmp_path / "downloads" / "big.bin").exists()
+    path = source.fetch(tmp_path)
+    assert path.read_bytes() == BIG
+    assert range_server.range_headers == [None, "bytes=1500000-"]
+    assert sorted(p.name for p in (tmp_path / "downloads").iterdir()) == ["big.bin"]
+
+
+def test_a_server_without_range_support_sends_the_whole_file_again(server: LocalServer, tmp_path: Path) -> None:
+    part = tmp_path / "downloads" / "data.tsv.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"garbage from an older download")
+    path = UrlSource(server.url("data.tsv"), "data.tsv", f"sha256:{sha256(PAYLOAD)}", timeout=5).fetch(tmp_path)
+    assert path.read_bytes() == PAYLOAD  # the 200 body replaced the part instead of being appended to it
+    assert server.requests == ["/data.tsv"]
+    assert not part.exists()
+
+
+def test_a_part_longer_than_the_file_is_discarded_after_416(range_server: LocalServer, tmp_path: Path) -> None:
+    part = tmp_path / "downloads" / "big.bin.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(BIG + b"stale tail")
+    path = UrlSource(range_server.url("big.bin"), "big.bin", f"sha256:{sha256(BIG)}", timeout=5).fetch(tmp_path)
+    assert path.read_bytes() == BIG
+    assert range_server.range_headers == [f"bytes={len(BIG) + 10}-", None]
+
+
+def test_a_resumed_download_with_a_wrong_checksum_leaves_nothing(range_server: LocalServer, tmp_path: Path) -> None:
+    part = tmp_path / "downloads" / "big.bin.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"X" * 1000)  # a part from another version of the file: the result cannot match
+    source = UrlSource(range_server.url("big.bin"), "big.bin", f"sha256:{sha256(BIG)}", timeout=5)
+    with pytest.raises(DataError, match=f"checksum mismatch for .*big.bin.*expected sha256:{sha256(BIG)}, got sha256:"
+                                        f"{sha256(b'X' * 1000 + BIG[1000:])}; the download was deleted"):
+        source.fetch(tmp_path)
+    assert range_server.range_headers == ["bytes=1000-"]
+    assert list((tmp_path / "downloads").iterdir()) == []
+    assert source.fetch(tmp_path).read_bytes() == BIG  # the next try starts from scratch
+
+
+def test_a_download_without_a_published_checksum_logs_its_sha256(server: LocalServer, tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    source = UrlSource(server.url("data.tsv"), "data.tsv", None, timeout=5)
+    assert source.describe().endswith("(no published checksum)")
+    with caplog.at_level(logging.WARNING, logger="ctrbench.data.sources"):
+        path = source.fetch(tmp_path)
+    assert path.read_bytes() == PAYLOAD
+    assert f"has no published checksum; downloaded file has sha256:{sha256(PAYLOAD)}" in caplog.text
+    server.stop()
+    assert source.fetch(tmp_path) == path  # cached: no request, nothing to compare against
+
+
+def test_cached_sha256_hashes_a_file_once_per_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctrbench.data.sources as sources
+
+    raw = tmp_path / "train.txt"
+    raw.write_bytes(PAYLOAD)
+    assert cached_sha256(raw, tmp_path / "cache") == f"sha256:{sha256(PAYLOAD)}"
+    monkeypatch.setattr(sources, "sha256_file", lambda path: pytest.fail("hashed again"))
+    assert cached_sha256(raw, tmp_path / "cache") == f"sha256:{sha256(PAYLOAD)}"
+    monkeypatch.undo()
+    changed = PAYLOAD + b"1\t3\n"  # another size: hashed again
+    raw.write_bytes(changed)
+    assert cached_sha256(raw, tmp_path / "cache") == f"sha256:{sha256(changed)}"
 
 
 # -- LocalFile --------------------------------------------------------------------------------------

@@ -461,14 +461,15 @@ def test_movielens_row_renders_as_text(recbole_dir: Path, tmp_path: Path) -> Non
 
 # -- registration ---------------------------------------------------------------------------------------
 
-def test_plugin_registers_both_datasets_with_typed_config() -> None:
+def test_plugin_registers_the_datasets_with_typed_config() -> None:
     registry: Registry[object] = Registry("datasets")
 
     def register(name: str, factory: object, **meta: object) -> None:
         registry.add(name, factory, plugin="builtin-datasets", **meta)  # type: ignore[arg-type]
 
     plugin.ctrbench_register_datasets(register=register)
-    assert list(registry) == ["movielens-100k", "synthetic"]
+    assert list(registry) == ["amazon", "amazon-sports", "amazon-toys", "bookcrossing", "criteo", "goodreads",
+                              "movielens-100k", "movielens-1m", "synthetic"]
     assert registry.get("movielens-100k").paper == "Harper & Konstan, The MovieLens Datasets, ACM TiiS 2015"
     assert isinstance(registry.get("synthetic").create(num_samples=100), Synthetic)
     with pytest.raises(PluginError, match="did you mean 'num_samples'"):

@@ -3,14 +3,19 @@
 Every source returns a local path from ``fetch(cache_dir)`` and verifies a pinned checksum, so a dataset
 is always built from the bytes its preprocessing was written for. Files are written through a temporary
 file and ``os.replace``, so a killed download never leaves a half file under its final name, and a cached
-file is reused only after its checksum is checked again.
+file is reused only after its checksum is checked again. A download that was cut off resumes where it
+stopped (HTTP ``Range``). ``cached_sha256`` remembers the checksums of large raw files by path, size and
+modification time, so a multi-gigabyte file is not hashed again on every load.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import http.client
 import importlib.metadata
+import json
 import logging
 import os
 import re
@@ -20,8 +25,14 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Protocol, runtime_checkable
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: downloads are not locked
+    fcntl = None  # type: ignore[assignment]
 
 from ctrbench.errors import DataError
 
@@ -55,6 +66,45 @@ def _hash_file(path: Path, algorithm: str) -> str:
 def sha256_file(path: Path | str) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks (raw files can be larger than memory)."""
     return _hash_file(Path(path), "sha256")
+
+
+CHECKSUMS_FILE = "checksums.json"
+
+
+def cached_sha256(path: Path | str, cache_dir: Path | str | None) -> str:
+    """``"sha256:<hex>"`` of ``path``, remembered in ``cache_dir/checksums.json`` under (path, size, mtime).
+
+    Hashing Criteo's 11 GB ``train.txt`` takes half a minute; a dataset's cache key needs it on every load.
+    A changed file changes its size or modification time, and is hashed again. ``cache_dir=None`` hashes
+    without remembering.
+    """
+    path = Path(path).resolve()
+    if cache_dir is None:
+        return f"sha256:{sha256_file(path)}"
+    stat = path.stat()
+    memo_path = Path(cache_dir) / CHECKSUMS_FILE
+    stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
+    try:
+        memo = json.loads(memo_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        memo = {}
+    entry = memo.get(str(path)) if isinstance(memo, dict) else None
+    if isinstance(entry, dict) and entry.get("stamp") == stamp and str(entry.get("sha256", "")).startswith("sha256:"):
+        return str(entry["sha256"])
+    checksum = f"sha256:{sha256_file(path)}"
+    memo = memo if isinstance(memo, dict) else {}
+    memo[str(path)] = {"stamp": stamp, "sha256": checksum}
+    try:
+        tmp = _atomic_write(memo_path)
+        try:
+            with tmp:
+                tmp.write(json.dumps(memo, indent=0, sort_keys=True).encode("utf-8"))
+            os.replace(tmp.name, memo_path)
+        finally:
+            _remove(Path(tmp.name))
+    except OSError as exc:  # a read-only cache still works, it just hashes again next time
+        log.debug("could not remember the checksum of %s: %s", path, exc)
+    return checksum
 
 
 def parse_checksum(checksum: str) -> tuple[str, str]:
@@ -110,20 +160,30 @@ def _remove(path: Path) -> None:
 class UrlSource:
     """A file downloaded over HTTP(S) (or ``file://``) into ``cache_dir/downloads/`` and checked against a checksum.
 
-    The checksum is required: an unpinned download would let the data change under a benchmark silently.
+    Pin a checksum wherever the publisher gives one (or it is otherwise certain): an unpinned download would
+    let the data change under a benchmark. ``checksum=None`` is for files nobody publishes a checksum for;
+    such a download is accepted as it is, its sha256 is logged, and datasets put the raw files' sha256 in
+    their cache key, so the bytes a preprocessed set came from are still recorded with every run.
+
+    Interrupted downloads resume: bytes arrive in ``downloads/<filename>.part``; the next fetch asks the
+    server for the rest (``Range: bytes=N-``), appends on ``206 Partial Content`` and starts over when the
+    server answers ``200`` with the whole file (or ``416`` for a stale part). The part is locked while a
+    process downloads into it, so two processes never interleave bytes. The checksum is checked over the
+    complete file; on a mismatch the part is deleted and nothing is left under the final name.
     """
 
-    def __init__(self, url: str, filename: str, checksum: str, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, filename: str, checksum: str | None, timeout: float = 10.0) -> None:
         if not filename or "/" in filename or "\\" in filename or filename in (".", ".."):
             raise DataError(f"UrlSource for {url}: filename must be a plain file name, got {filename!r}")
-        parse_checksum(checksum)
+        if checksum is not None:
+            parse_checksum(checksum)
         self.url = url
         self.filename = filename
         self.checksum = checksum
         self.timeout = timeout
 
     def describe(self) -> str:
-        return f"{self.url} ({self.checksum})"
+        return f"{self.url} ({self.checksum or 'no published checksum'})"
 
     def fetch(self, cache_dir: Path) -> Path:
         dest = Path(cache_dir) / "downloads" / self.filename
@@ -137,45 +197,121 @@ class UrlSource:
         return dest
 
     def _download(self, dest: Path) -> None:
-        algorithm, expected = parse_checksum(self.checksum)
-        h = hashlib.new(algorithm)
-        tmp = _atomic_write(dest)
-        tmp_path = Path(tmp.name)
-        try:
-            with tmp:
-                self._stream(tmp, h)
+        part = dest.with_name(dest.name + ".part")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(part) as out:
+            if _matches(dest, self.checksum):  # another process finished it while we waited for the lock
+                return
+            algorithm, expected = parse_checksum(self.checksum) if self.checksum else ("sha256", None)
+            h = hashlib.new(algorithm)
+            try:
+                self._stream(out, h, part)
+            except BaseException:
+                if out.seek(0, os.SEEK_END) == 0:  # nothing arrived: leave no empty part behind
+                    _remove(part)
+                raise
             actual = h.hexdigest()
-            if actual != expected:
+            if expected is not None and actual != expected:
+                _remove(part)
                 raise DataError(f"checksum mismatch for {self.url} (file {self.filename}): "
                                 f"expected {algorithm}:{expected}, got {algorithm}:{actual}; the download was deleted")
-            os.replace(tmp_path, dest)
-            log.info("downloaded %s to %s", self.url, dest)
-        finally:
-            _remove(tmp_path)
+            if expected is None:
+                log.warning("%s has no published checksum; downloaded file has sha256:%s", self.url, actual)
+            os.replace(part, dest)
+        log.info("downloaded %s to %s", self.url, dest)
 
-    def _stream(self, out: BinaryIO, h: Any) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
+    def _open(self, offset: int) -> Any:
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        request = urllib.request.Request(self.url, headers=headers)
         try:
-            response = urllib.request.urlopen(self.url, timeout=self.timeout)  # noqa: S310 (pinned by checksum)
+            return urllib.request.urlopen(request, timeout=self.timeout)  # noqa: S310 (checked by checksum)
         except urllib.error.HTTPError as exc:
+            if exc.code == 416 and offset:  # the part is as long as the file or longer: stale, start over
+                return None
             raise DataError(f"download of {self.url} failed: HTTP {exc.code} {exc.reason}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             raise DataError(f"download of {self.url} failed: {reason}") from None
+
+    def _stream(self, out: BinaryIO, h: Any, part: Path) -> None:
+        """Fill ``out`` (the locked part file) with the whole file, resuming from what it already holds."""
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+        offset = out.seek(0, os.SEEK_END)
+        response = self._open(offset)
+        if offset and (response is None or not _resumes(response, offset)):
+            log.info("%s: the server does not resume from byte %d; downloading it from the start", self.url, offset)
+            if response is None or getattr(response, "status", None) == 206:  # 416, or another range than asked
+                if response is not None:
+                    response.close()
+                response = self._open(0)
+            offset = 0  # a plain 200 carries the whole file: use it
+        if offset:
+            log.info("resuming %s at byte %d", self.url, offset)
+            _hash_into(part, h, offset)
+        else:
+            out.seek(0)
+            out.truncate()
         progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                             console=Console(stderr=True), transient=True)
+        received = 0
         try:
             with response, progress:
-                total = response.headers.get("Content-Length") if hasattr(response, "headers") else None
-                task = progress.add_task(f"downloading {self.filename}", total=int(total) if total else None)
+                length = response.headers.get("Content-Length") if hasattr(response, "headers") else None
+                total = offset + int(length) if length else None
+                task = progress.add_task(f"downloading {self.filename}", total=total, completed=offset)
                 while chunk := response.read(_CHUNK):
                     out.write(chunk)
                     h.update(chunk)
+                    received += len(chunk)
                     progress.advance(task, len(chunk))
-        except (urllib.error.URLError, OSError) as exc:
-            raise DataError(f"download of {self.url} failed while reading: {exc}") from None
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            out.flush()
+            raise DataError(f"download of {self.url} was interrupted after {offset + received} bytes ({exc}); "
+                            f"fetching it again resumes from {part}") from None
+        out.flush()
+        if length and received != int(length):
+            raise DataError(f"download of {self.url} was interrupted after {offset + received} of {total} bytes; "
+                            f"fetching it again resumes from {part}")
+
+
+def _resumes(response: Any, offset: int) -> bool:
+    """True when ``response`` is a ``206`` carrying the bytes from ``offset`` on."""
+    if getattr(response, "status", None) != 206:
+        return False
+    content_range = response.headers.get("Content-Range", "")
+    return re.match(rf"bytes {offset}-\d+/", content_range.strip()) is not None
+
+
+def _hash_into(path: Path, h: Any, size: int) -> None:
+    with open(path, "rb") as f:
+        while size > 0 and (chunk := f.read(min(_CHUNK, size))):
+            h.update(chunk)
+            size -= len(chunk)
+
+
+@contextlib.contextmanager
+def _locked(part: Path) -> Iterator[BinaryIO]:
+    """The part file opened for appending, exclusively locked (POSIX ``flock``; no lock elsewhere).
+
+    A process that waited for the lock may find that the path now names another file (the holder renamed
+    the finished part into place); it then opens and locks the new part instead.
+    """
+    while True:
+        f = open(part, "a+b")  # noqa: SIM115 (closed below)
+        try:
+            if fcntl is not None:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                same = os.stat(part).st_ino == os.fstat(f.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                yield f
+                return
+        finally:
+            f.close()  # closing releases the lock
 
 
 class LocalFile:

@@ -38,9 +38,9 @@ import numpy as np
 import pandas as pd
 
 from ctrbench.data.cache import cache_root, cached_dataset, key_hash
-from ctrbench.data.history import user_history
+from ctrbench.data.prep import check_history_length, check_split, join_side, temporal_ctr_data
 from ctrbench.data.sources import DataSource, FirstAvailable, UrlSource, WheelFile, sha256_file
-from ctrbench.data.types import CTRData, Field
+from ctrbench.data.types import CTRData
 from ctrbench.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,6 @@ FIELDS = (
     ("occupation", "occupation"), ("zip_code", "zip code"), ("title", "title"), ("release_year", "release year"),
     ("genres", "genres"),
 )
-UNKNOWN = "unknown"
 _MISSING = {"", "unknown", "unkonwn"}
 _YEAR = re.compile(r"^(.*)\((\d{4})\)(.*)$")
 
@@ -109,11 +108,8 @@ class MovieLens100K:
     def __init__(self, source: str = "auto", drop_rating: int | None = 3, positive_min_rating: int = 4,
                  split: tuple[float, float, float] = (0.8, 0.1, 0.1), download_timeout: float = 5.0,
                  history_length: int = 20) -> None:
-        split = tuple(float(s) for s in split)  # type: ignore[assignment]
-        if len(split) != 3 or any(s < 0 for s in split) or sum(split) <= 0:
-            raise DataError(f"{NAME}: split must be three non-negative shares, got {split}")
-        if int(history_length) != history_length or history_length < 0:
-            raise DataError(f"{NAME}: history_length must be a non-negative integer, got {history_length!r}")
+        split = check_split(NAME, split)
+        history_length = check_history_length(NAME, history_length)
         self.source = source
         self.drop_rating = drop_rating
         self.positive_min_rating = positive_min_rating
@@ -285,25 +281,7 @@ def _clean_users(users: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({c: [_clean(v) for v in users[c]] for c in cols})
 
 
-# -- the shared preprocessing ----------------------------------------------------------------------------
-
-def _vocab(values: pd.Series) -> tuple[list[str], np.ndarray]:
-    """Index 0 = unknown (empty value); the rest by frequency, descending, ties by value."""
-    counts = values[values != ""].value_counts()
-    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    vocab = [UNKNOWN] + [v for v, _ in ordered]
-    index = {v: i for i, v in enumerate(vocab[1:], start=1)}
-    codes = values.map(index).fillna(0).to_numpy(dtype=np.int64)
-    return vocab, codes
-
-
-def split_bounds(n: int, shares: tuple[float, ...]) -> tuple[int, int]:
-    """End of train and end of valid for ``n`` time-ordered rows (floor of the cumulative shares)."""
-    total = float(sum(shares))
-    b1 = int(np.floor(n * shares[0] / total + 1e-9))
-    b2 = int(np.floor(n * (shares[0] + shares[1]) / total + 1e-9))
-    return b1, b2
-
+# -- preprocessing -------------------------------------------------------------------------------------
 
 def preprocess(inter: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame, *, drop_rating: int | None,
                positive_min_rating: int, split: tuple[float, ...], history_length: int = 0,
@@ -313,31 +291,7 @@ def preprocess(inter: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame, *,
         raise DataError(f"{NAME}: duplicate user or item ids in the side tables")
     if drop_rating is not None:
         inter = inter[inter["rating"] != drop_rating]
-    order = np.argsort(inter["timestamp"].to_numpy(), kind="stable")
-    inter = inter.iloc[order].reset_index(drop=True)
-    table = inter.merge(users, on="user_id", how="left").merge(items, on="item_id", how="left")
-    if len(table) != len(inter):
-        raise DataError(f"{NAME}: joining side features changed the row count")
-    fields, columns, vocab = [], [], {}
-    for name, text_name in FIELDS:
-        values, codes = _vocab(table[name].fillna("").astype(str))
-        vocab[name] = values
-        fields.append(Field(name, "categorical", len(values), text_name))
-        columns.append(codes)
-    X = np.stack(columns, axis=1) if columns else np.zeros((0, 0), np.int64)
-    n = len(table)
-    b1, b2 = split_bounds(n, split)
-    splits = {"train": np.arange(0, b1, dtype=np.int64), "valid": np.arange(b1, b2, dtype=np.int64),
-              "test": np.arange(b2, n, dtype=np.int64)}
-    y = (table["rating"].to_numpy() >= positive_min_rating).astype(np.float32)
-    log.info("%s: %d samples, %.1f%% positive, split %s", NAME, n, 100 * y.mean() if n else 0.0,
-             {k: len(v) for k, v in splits.items()})
-    ts = table["timestamp"].to_numpy(np.int64)
-    sequences, sequence_fields = {}, []
-    if history_length > 0:
-        sequences["history"] = user_history(X[:, 0], ts, y, X[:, 1], history_length)
-        sequence_fields.append(Field("history", "sequence", len(vocab["item_id"]), "recently liked movies",
-                                     shares="item_id"))
-    return CTRData(name=NAME, fields=fields, X=X, y=y, ts=ts, user=X[:, 0].copy(), item=X[:, 1].copy(),
-                   splits=splits, vocab=vocab, sequences=sequences, sequence_fields=sequence_fields,
-                   user_field="user_id", item_field="item_id", description=description)
+    table = join_side(join_side(inter, users, "user_id", NAME), items, "item_id", NAME)
+    return temporal_ctr_data(NAME, table, FIELDS, positive_min_rating=positive_min_rating, split=split,
+                             history_length=history_length, history_text="recently liked movies",
+                             description=description)

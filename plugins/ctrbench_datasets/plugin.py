@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from ctrbench import hookimpl
 from ctrbench.hookspecs import Register
+from ctrbench_datasets.amazon import Amazon
+from ctrbench_datasets.bookcrossing import BookCrossing
+from ctrbench_datasets.criteo import Criteo
+from ctrbench_datasets.goodreads import GoodReads
 from ctrbench_datasets.movielens import MovieLens100K
+from ctrbench_datasets.movielens1m import MovieLens1M
 from ctrbench_datasets.synthetic import Synthetic
+
+MOVIELENS = "Harper & Konstan, The MovieLens Datasets, ACM TiiS 2015"
+AMAZON = ("Ni, Li & McAuley, Justifying Recommendations using Distantly-Labeled Reviews and Fine-Grained Aspects, "
+          "EMNLP 2019")
+AMAZON_PREP = ("rating >= 4 positive, latest review per (user, item), 5-core to a fixed point, title/brand/category, "
+               "global temporal 8:1:1 split; files behind a request form")
 
 
 @hookimpl
@@ -13,7 +26,29 @@ def ctrbench_register_datasets(register: Register) -> None:
     register("movielens-100k", MovieLens100K,
              summary="MovieLens-100K ratings as CTR (rating 3 dropped, label rating >= 4, 9 user/item fields, "
                      "global temporal 8:1:1 split); read from GroupLens or the recbole==1.2.1 wheel",
-             paper="Harper & Konstan, The MovieLens Datasets, ACM TiiS 2015")
+             paper=MOVIELENS)
+    register("movielens-1m", MovieLens1M,
+             summary="MovieLens-1M as ClickPrompt prepares it (rating 3 dropped, label rating >= 4, 8 user/movie "
+                     "fields, global temporal 8:1:1 split); downloaded from GroupLens, pinned by sha256",
+             paper=MOVIELENS)
+    register("bookcrossing", BookCrossing,
+             summary="Book-Crossing explicit ratings as ClickPrompt prepares them (label rating >= 5, 8 user/book "
+                     "fields, seeded random 8:1:1 split: the data has no timestamps)",
+             paper="Ziegler et al., Improving Recommendation Lists Through Topic Diversification, WWW 2005")
+    register("amazon-toys", partial(Amazon, category="Toys_and_Games"),
+             summary=f"Amazon 2018 Toys_and_Games: {AMAZON_PREP}", paper=AMAZON)
+    register("amazon-sports", partial(Amazon, category="Sports_and_Outdoors"),
+             summary=f"Amazon 2018 Sports_and_Outdoors: {AMAZON_PREP}", paper=AMAZON)
+    register("amazon", Amazon,
+             summary=f"Any Amazon 2018 category (config key `category`, e.g. Books): {AMAZON_PREP}", paper=AMAZON)
+    register("goodreads", GoodReads,
+             summary="GoodReads ratings of one genre (config key `genre`): rating >= 4 positive, unrated shelves "
+                     "dropped, 10-core to a fixed point, global temporal 8:1:1 split; files behind a request form",
+             paper="Wan & McAuley, Item Recommendation on Monotonic Behavior Chains, RecSys 2018")
+    register("criteo", Criteo,
+             summary="Criteo Kaggle display ads (45M rows): BARS/FuxiCTR binning of I1-I13, min-count 10 for every "
+                     "feature, 8:1:1 by row order; prepared out of core in two streaming passes",
+             paper="Criteo Labs, Display Advertising Challenge, Kaggle 2014")
     register("synthetic", Synthetic,
              summary="Zipf-distributed categorical fields with a planted first-order + user x item interaction "
                      "signal (FM/DCN can beat LR); memory-mapped generation for millions of rows",
