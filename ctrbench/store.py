@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ctrbench.atomic import atomic_directory
 from ctrbench.errors import StoreError
 from ctrbench.results import RunResult
 from ctrbench.spec import RunSpec
@@ -123,22 +124,13 @@ class Store:
                 continue
             if provenance.get("scoring") != same_scoring:
                 continue
-            dest = self.run_dir(spec.suite, spec.run_id)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{spec.run_id}."))
-            try:
+            with atomic_directory(self.run_dir(spec.suite, spec.run_id)) as tmp:
                 for f in src.iterdir():
                     if f.is_file() and f.name not in ("result.json", RUNNING):
                         shutil.copy2(f, tmp / f.name)
                 atomic_write_json(tmp / "spec.json", spec.to_dict())
                 atomic_write_json(tmp / "provenance.json", {**provenance, "reused_from": f"{suite}/{spec.run_id}"})
                 shutil.copy2(src / "result.json", tmp / "result.json")
-                if dest.exists():
-                    shutil.rmtree(dest)
-                tmp.rename(dest)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
             return suite
         return None
 

@@ -17,8 +17,6 @@ LoRA is applied through peft (`add_lora`), which freezes every base weight; the 
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ctrbench.atomic import atomic_directory
 from ctrbench.errors import DataError, PluginError
 
 log = logging.getLogger(__name__)
@@ -199,18 +198,10 @@ def gguf_to_float_checkpoint(gguf: Path, dest: Path, name: str) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
-    try:
+    with atomic_directory(dest) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / COMPLETE_MARKER).write_text(f"from {gguf.name}\n")
-        if dest.exists():
-            shutil.rmtree(dest)
-        tmp.rename(dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dest
 
 
