@@ -26,7 +26,7 @@ AUC = {"dnn": [0.70, 0.71, 0.72], "good": [0.80, 0.82, 0.84], "same": [0.70, 0.7
 LOGLOSS = {"dnn": [0.50, 0.51, 0.52], "good": [0.40, 0.41, 0.45], "same": [0.50, 0.51, 0.52],
            "meh": [0.49, 0.50, 0.51]}
 BUCKETS = ("user_tail&item_tail", "user_tail&item_head", "user_head&item_tail", "user_head&item_head",
-           "user_tail", "user_head", "item_tail", "item_head")
+           "user_tail", "user_head", "item_tail", "item_head", "items_head", "items_tail")
 
 
 def make_suite(**over: Any) -> Suite:
@@ -263,6 +263,21 @@ def test_longtail_layout_has_the_bucket_columns(tmp_path: Path) -> None:
     assert row(board, "dnn (baseline)")[1] == "0.6200"
     assert "bottom 10% of users (items) by interaction count in the train split" in board
     assert "U tail 14" in board  # bucket sizes
+
+
+def test_headtail_layout_is_sllm4ctr_table_1(tmp_path: Path) -> None:
+    suite = make_suite(analysis="headtail", grid={"ctr": ["dnn", "good"]}, buckets={"head_fraction": 0.2})
+    runs = fill_store(tmp_path, suite)
+    board = render_leaderboard(suite, runs)
+    assert header(board, "Model") == ["Model", "Head items AUC", "Head items Logloss", "Tail items AUC",
+                                      "Tail items Logloss", "Overall AUC", "Overall Logloss"]
+    good = row(board, "good")
+    # items_head is bucket 8 (+0.008), items_tail bucket 9 (+0.009); AUC over seeds 0.70, 0.72, 0.74 + that
+    assert good[1] == "**0.7280**" and good[3] == "**0.7290**"
+    assert good[2] == f"**{np.mean([0.45, 0.46, 0.47]):.4f}**"
+    assert row(board, "dnn (baseline)")[1] == "0.6280"
+    assert "Test rows per group: Head items 18, Tail items 19." in board
+    assert "top 20% of items by number of train interactions" in board
 
 
 def test_efficiency_layout(tmp_path: Path) -> None:
