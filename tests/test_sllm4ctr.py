@@ -296,3 +296,20 @@ def test_gguf_is_converted_once_into_a_float_checkpoint(tmp_path, monkeypatch):
     assert sources.smollm2_float_dir(tmp_path / "cache") == dest and calls == ["m.gguf"]  # reused, not reconverted
     assert gguf_to_float_checkpoint(gguf, dest, "x") == dest and calls == ["m.gguf"]
     assert [p.name for p in dest.parent.iterdir()] == [dest.name]  # no temporary folder left behind
+
+
+def test_gradient_checkpointing_gives_the_same_lora_gradients():
+    """The GPU memory saver (on by default for CUDA runs) must not change what is learned; checked on the CPU."""
+    grads = []
+    for checkpointing in (False, True):
+        lm = random_llama(seed=7)
+        lm.add_lora(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "v_proj"))
+        if checkpointing:
+            lm.enable_gradient_checkpointing()
+        lm.train()
+        out = lm(*lm.tokenize(["user 1 like movie 2 ? Answer :", "user 3 ? Answer :"]))
+        torch.nn.functional.binary_cross_entropy_with_logits(out.margin, torch.tensor([1.0, 0.0])).backward()
+        grads.append({n: p.grad.clone() for n, p in lm.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) == 8
+    for name, g in grads[0].items():
+        torch.testing.assert_close(grads[1][name], g, atol=1e-6, rtol=1e-5)

@@ -17,6 +17,7 @@ LoRA is applied through peft (`add_lora`), which freezes every base weight; the 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +109,9 @@ class CausalLM(nn.Module):
                               f"(linear layers named e.g. {sorted(n for n in names if 'proj' in n)[:8]})")
         config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
                             task_type="CAUSAL_LM", bias="none")
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+            # peft asks transformers 5.x a deprecated question (is_gradient_checkpointing); nothing for users to fix
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             torch.manual_seed(seed)
             self.model = get_peft_model(self.model, config)
         self.lora_config = {"r": r, "alpha": alpha, "dropout": dropout, "target_modules": list(target_modules)}
@@ -117,7 +120,11 @@ class CausalLM(nn.Module):
     def enable_gradient_checkpointing(self) -> None:
         """Trade compute for activation memory (GPU runs of 7B models); inputs must require grad under peft."""
         base = self.base_model()
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers 5.x renamed it (the old name warns); older releases only have the old one
+        if hasattr(base, "activation_checkpointing_enable"):
+            base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if hasattr(self.model, "enable_input_require_grads"):
             self.model.enable_input_require_grads()
 
