@@ -313,3 +313,27 @@ def test_gradient_checkpointing_gives_the_same_lora_gradients():
     assert grads[0].keys() == grads[1].keys() and len(grads[0]) == 8
     for name, g in grads[0].items():
         torch.testing.assert_close(grads[1][name], g, atol=1e-6, rtol=1e-5)
+
+
+def test_eq4_barely_depends_on_the_embeddings_when_the_batch_is_small():
+    """|B| <= d and embeddings of ordinary norm: the log det(E E^T) parts of Eq. 4 cancel (weights tr(Pi_0)/2|B| +
+    tr(Pi_1)/2|B| - 1/2 = 0), and so do the log(alpha) parts: alpha changes nothing and E gets almost no
+    gradient — what the sensitivity board shows. With |B| > d (no cancellation) the gradient is of ordinary
+    size: the check can fail."""
+    torch.manual_seed(0)
+    p = torch.rand(8)
+
+    def grad_norm(e: torch.Tensor, alpha: float, probs: torch.Tensor) -> tuple[float, float]:
+        e = e.clone().requires_grad_(True)
+        loss = label_matching_loss(e, probs, alpha)
+        loss.backward()
+        return loss.item(), e.grad.norm().item()
+
+    small_batch = torch.randn(8, 576) * 3
+    losses = {}
+    for alpha in (1.0, 0.1, 0.01):
+        losses[alpha], g = grad_norm(small_batch, alpha, p)
+        assert g < 1e-5
+    assert max(losses.values()) - min(losses.values()) < 1e-3
+    _, g_wide = grad_norm(torch.randn(64, 16) * 3, 1.0, torch.rand(64))
+    assert g_wide > 1e-2
