@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ctrbench.errors import CtrbenchError
+from ctrbench.progress import duration
 from ctrbench.spec import RunSpec
 from ctrbench.stats import correct_pvalues, delong_test, paired_ttest, rel_impr, significance_mark
 from ctrbench.store import StoredRun, atomic_write_bytes
@@ -333,12 +334,7 @@ def _median(values: Sequence[float]) -> float:
 
 
 def _duration(seconds: float) -> str:
-    s = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return duration(seconds, prose=True)
 
 
 def _table(header: list[str], rows: list[list[str]], align: list[str] | None = None) -> list[str]:

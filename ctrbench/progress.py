@@ -86,15 +86,17 @@ class Snapshot:
     elapsed: float = 0.0
 
 
-def duration(seconds: float | None) -> str:
+def duration(seconds: float | None, prose: bool = False) -> str:
+    """``1m05s`` for the live view; ``prose=True``: ``1 min 05 s`` (and tenths under a minute) for the boards."""
     if seconds is None:
         return "?"
     s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
+    sep, (sec, mins, hours) = (" ", (" s", " min", " h")) if prose else ("", ("s", "m", "h"))
+    if seconds < 60:
+        return f"{seconds:.1f}{sec}" if prose else f"{s}{sec}"
     if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+        return f"{s // 60}{mins}{sep}{s % 60:02d}{sec}"
+    return f"{s // 3600}{hours}{sep}{s % 3600 // 60:02d}{mins}"
 
 
 def _where(attempt: dict[str, Any]) -> str:
