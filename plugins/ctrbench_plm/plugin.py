@@ -97,8 +97,6 @@ def random_llama(path: str | None = None, seed: int = 0, hidden_size: int = 32, 
 
 
 _SLLM4CTR = "Self-monitoring LLMs for CTR prediction (SLLM4CTR), see docs/methods/sllm4ctr.md"
-_TALLREC = "Bao et al., TALLRec: An Effective and Efficient Tuning Framework to Align Large Language Model " \
-           "with Recommendation, RecSys 2023"
 
 
 def _register_causal(register: Register) -> None:
