@@ -28,6 +28,7 @@ from torch import nn
 
 from ctrbench.atomic import atomic_directory
 from ctrbench.errors import DataError, PluginError
+from ctrbench_plm.loading import loading_errors, resolve_source
 
 log = logging.getLogger(__name__)
 
@@ -168,17 +169,10 @@ def load_causal_lm(source: str | Path, *, name: str, local: bool, dtype: str = "
     a network call) or from a hub id."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _quiet_transformers()
-    src = str(Path(source).expanduser()) if local else str(source)
-    if local and not Path(src).is_dir():
-        raise DataError(f"PLM '{name}': local model folder {src} does not exist (expected config.json, the "
-                        "weights and the tokenizer files, as save_pretrained writes)")
-    try:
+    src = resolve_source(source, name, local)
+    with loading_errors(name, src, local):
         tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=local)
         model = AutoModelForCausalLM.from_pretrained(src, local_files_only=local, dtype=getattr(torch, dtype))
-    except (OSError, ValueError) as exc:
-        hint = "" if local else "; without internet, pass path= a local folder laid out like the hub's"
-        raise DataError(f"PLM '{name}': could not load {src}: {exc}{hint}") from exc
     model.eval()
     return CausalLM(model, tokenizer, name=name, answer_tokens=answer_tokens,
                     loading_info={"source": src, "dtype": dtype})

@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ctrbench.errors import DataError
+from ctrbench_plm.loading import loading_errors, resolve_source
 
 log = logging.getLogger(__name__)
 
@@ -268,20 +268,12 @@ def load_masked_lm(source: str | Path, *, name: str, local: bool, pooling: str =
     ``local_files_only``, never a network call) or from a hub id. Weights the checkpoint lacks are initialised
     under ``seed`` and listed in ``loading_info["new_weights"]`` (and logged)."""
     from transformers import AutoModelForMaskedLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # ctrbench draws its own progress; transformers' bars would interleave
-    src = str(Path(source).expanduser()) if local else str(source)
-    if local and not Path(src).is_dir():
-        raise DataError(f"PLM '{name}': local model folder {src} does not exist (expected a folder with "
-                        "config.json, the weights and the tokenizer files, as save_pretrained writes)")
-    try:
+    src = resolve_source(source, name, local)
+    with loading_errors(name, src, local):
         tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=local)
         with _seeded(seed):
             model, info = AutoModelForMaskedLM.from_pretrained(src, local_files_only=local, output_loading_info=True)
-    except (OSError, ValueError) as exc:
-        hint = "" if local else "; without internet, pass path= a local folder laid out like the hub's"
-        raise DataError(f"PLM '{name}': could not load {src}: {exc}{hint}") from exc
     info = {k: sorted(v) if isinstance(v, (set, list, tuple)) else v for k, v in dict(info).items()}
     new = list(info.get("missing_keys", []))
     info["new_weights"] = new
