@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 import ctrbench
+from ctrbench.gitinfo import git_state
 
 
 def _version(dist: str) -> str | None:
@@ -19,19 +18,6 @@ def _version(dist: str) -> str | None:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def git_state(cwd: Path | None = None) -> tuple[str, bool]:
-    """(commit, dirty) of the ctrbench checkout, or ("unknown", False) outside git."""
-    cwd = cwd or Path(ctrbench.__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                                timeout=5).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                                    capture_output=True, text=True, timeout=5).stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        return "unknown", False
-    return commit or "unknown", dirty
 
 
 def environment(device: torch.device, threads: int) -> dict[str, Any]:

@@ -244,7 +244,7 @@ def paired_ttest(a: Sequence[float], b: Sequence[float]) -> TestResult:
     * fewer than 2 pairs: the sample variance of the differences has zero degrees of freedom;
     * all differences identical (zero variance): t is +-inf or 0/0. A constant gap across seeds usually means a
       deterministic pipeline or a copied result, not infinite evidence, and reporting p = 0 would mark it "**".
-      "Identical" is judged up to rounding (spread within ~32 ulp of the largest difference): ``0.8 - 0.7`` and
+      "Identical" is judged up to rounding (spread within ~32 ulp of the largest input): ``0.8 - 0.7`` and
       ``0.9 - 0.8`` differ in the last bit, and a t built on that bit is noise.
     * non-finite inputs: there is no variance to estimate.
 
@@ -257,7 +257,11 @@ def paired_ttest(a: Sequence[float], b: Sequence[float]) -> TestResult:
         raise ValueError(f"paired_ttest needs equal-length samples, got {xa.size} and {xb.size}")
     nan = float("nan")
     d = xa - xb
-    if d.size < 2 or not np.isfinite(d).all() or np.ptp(d) <= 32 * np.finfo(float).eps * np.abs(d).max():
+    # The rounding error of a - b scales with the operands, not with the difference: a constant gap of 1e-5
+    # between AUCs near 0.7 carries rounding noise of ~1e-16, which a tolerance relative to |d| would take
+    # for real variance (and report p ~ 0).
+    scale = max(np.abs(xa).max(initial=0.0), np.abs(xb).max(initial=0.0)) if d.size else 0.0
+    if d.size < 2 or not np.isfinite(d).all() or np.ptp(d) <= 32 * np.finfo(float).eps * scale:
         return TestResult(statistic=nan, p_value=nan, test="paired_t")
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # belt and braces; the guard above covers known cases

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ctrbench import yaml_safe
 from ctrbench.errors import SuiteError
+from ctrbench.names import InvalidName, check_slug
 from ctrbench.registry import did_you_mean
 from ctrbench.spec import ComponentRef, RunSpec
 from ctrbench.trainer import TRAIN_KEYS
@@ -22,20 +25,45 @@ from ctrbench.trainer import TRAIN_KEYS
 SCHEMA_VERSION = 1
 ANALYSES = ("overall", "compat", "ablation", "longtail", "headtail", "efficiency")
 TOP_KEYS = ("schema_version", "name", "description", "analysis", "datasets", "seeds", "defaults", "grid",
-            "variants", "exclude", "baseline", "buckets", "significance", "executor", "store")
+            "variants", "exclude", "baseline", "buckets", "significance", "rel_impr", "executor", "store")
 DEFAULT_KEYS = ("method", "ctr", "plm", "train")
 COMPONENTS = ("dataset", "method", "ctr", "plm")
-SIGNIFICANCE_KEYS = ("test", "alpha", "correction")
-TESTS = ("delong", "ttest")
+SIGNIFICANCE_KEYS = ("test", "alpha", "correction", "compare")
+TESTS = ("auto", "ttest", "delong")
+REL_IMPR_KEYS = ("mode", "proposed")
+REL_IMPR_MODES = ("vs_baseline", "proposed_over_row")
+# Label values that all mean "no component": YAML null, and the words a user may type for it.
+NONE_LABELS = ("none", "null", "~", "")
 CORRECTIONS = ("holm", "bh", "none")
 BUCKET_KEYS = ("tail_fraction", "head_fraction")
+MAX_SEED = 2**32  # seeds are numpy/torch seeds: 0 <= seed < 2**32
+# Smallest value of the train keys that have one: at least one epoch and one training row; eval_max_samples
+# needs a positive and a negative row for an AUC, so at least 2. A value above the split's size means "all".
+TRAIN_MINIMUMS = {"epochs": 1, "batch_size": 1, "eval_batch_size": 1, "max_samples": 1, "eval_max_samples": 2}
 
 
 @dataclass(frozen=True)
 class Significance:
-    test: str = "delong"
+    """How a board marks a config as significantly better/worse than its baseline.
+
+    ``test="auto"`` is the papers' protocol (a two-sided paired t-test over seeds on test AUC) when a cell has
+    at least 3 seeds paired with its baseline, and DeLong's test per seed (test-set noise only) otherwise.
+    ``compare`` (label patterns) names the configs that are tested, i.e. the correction's family; empty means
+    every config against its baseline."""
+
+    test: str = "auto"
     alpha: float = 0.05
     correction: str = "holm"
+    compare: tuple[dict[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class RelImpr:
+    """``vs_baseline``: (AUC − AUC_base) / AUC_base for each row. ``proposed_over_row``: the definition of the
+    papers' Table 2, (AUC_proposed − AUC_row) / AUC_row, with the proposed config named by a label pattern."""
+
+    mode: str = "vs_baseline"
+    proposed: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -60,6 +88,7 @@ class Suite:
     baseline: dict[str, str]
     buckets: Buckets = Buckets()
     significance: Significance = Significance()
+    rel_impr: RelImpr = RelImpr()
     executor: ComponentRef = ComponentRef("local")
     description: str = ""
     store: str | None = None
@@ -68,19 +97,28 @@ class Suite:
 
 # -- line numbers -------------------------------------------------------------------------------------
 
-def _key_lines(node: yaml.Node, prefix: str = "", out: dict[str, int] | None = None) -> dict[str, int]:
-    """Map dotted key paths to 1-based line numbers, for error messages."""
+def _key_lines(node: yaml.Node, prefix: str = "", out: dict[str, int] | None = None,
+               seen: set[int] | None = None) -> dict[str, int]:
+    """Map dotted key paths to 1-based line numbers, for error messages.
+
+    Each node is walked once: an alias (a node met again) gets the line of the key or item that holds it, not
+    lines for what it expands to, so the walk is linear in the text whatever the aliases stand for."""
     out = {} if out is None else out
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return out
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
-            path = f"{prefix}.{k.value}" if prefix else str(k.value)
+            name = k.value if isinstance(k, yaml.ScalarNode) else "?"  # a collection as a key: never a valid one
+            path = f"{prefix}.{name}" if prefix else str(name)
             out[path] = k.start_mark.line + 1
-            _key_lines(v, path, out)
+            _key_lines(v, path, out, seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
             path = f"{prefix}[{i}]"
             out[path] = v.start_mark.line + 1
-            _key_lines(v, path, out)
+            _key_lines(v, path, out, seen)
     return out
 
 
@@ -115,23 +153,34 @@ def load_suite(path: str | Path, overrides: list[str] | None = None) -> Suite:
     """Read, validate and apply ``--set key=value`` overrides. Raises ``SuiteError``."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise SuiteError(f"{path}: suite file not found") from None
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start:exc.start + 1].hex() if isinstance(exc.object, bytes) else "?"
+        line = exc.object[:exc.start].count(b"\n") + 1 if isinstance(exc.object, bytes) else None
+        where = f"{path}:{line}" if line else str(path)
+        raise SuiteError(f"{where}: not UTF-8 text (byte 0x{byte} at offset {exc.start}); save the suite file "
+                         "as UTF-8") from None
     except OSError as exc:
-        raise SuiteError(f"{path}: cannot read suite file: {exc.strerror}") from None
+        raise SuiteError(f"{path}: cannot read suite file: {exc.strerror or exc}") from None
     try:
-        node = yaml.compose(text)
-        raw = yaml.safe_load(text)
+        # composed once, checked against alias bombs and recursion (yaml_safe), then constructed
+        node = yaml_safe.compose(text)
+        lines = _key_lines(node) if node is not None else {}
+        raw = yaml_safe.construct(node)
     except yaml.YAMLError as exc:
         # the context mark points at where the broken construct starts (the line a user must fix)
         mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SuiteError(f"{where}: malformed YAML: {problem}") from None
-    ctx = _Ctx(str(path), _key_lines(node) if node is not None else {})
+        kind = "refused YAML" if isinstance(exc, yaml_safe.YAMLLimitError) else "malformed YAML"
+        raise SuiteError(f"{where}: {kind}: {problem}") from None
+    ctx = _Ctx(str(path), lines)
     if not isinstance(raw, dict):
         raise ctx.error("", "a suite file must be a YAML mapping")
+    if "_forced" in raw:  # the internal key --set fills; never from a file
+        raise ctx.error("_forced", f"unknown key{did_you_mean('_forced', list(TOP_KEYS))}")
     raw = apply_overrides(raw, overrides or [], ctx)
     return parse_suite(raw, ctx)
 
@@ -146,9 +195,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], ctx: _Ctx) -> dic
         key, _, text = item.partition("=")
         key = key.strip()
         try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise SuiteError(f"--set {item!r}: value is not valid YAML") from None
+            value = yaml_safe.safe_load(text)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or "not valid YAML"
+            raise SuiteError(f"--set {item!r}: value is not valid YAML: {problem}") from None
         if key in ("dataset", "datasets"):
             raw["datasets"] = value if isinstance(value, list) else [value]
         elif key == "seeds":
@@ -214,8 +264,11 @@ def _check_train_value(ctx: _Ctx, path: str, k: str, v: Any) -> None:
             ctx.expect(path, v, int, "an integer or null")
     else:
         ctx.expect(path, v, int, "an integer")
-    if k in ("epochs", "batch_size", "eval_batch_size") and v is not None and v < 1:
-        raise ctx.error(path, f"must be at least 1, got {v}")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ctx.error(path, f"must be a finite number, got {v}")
+    minimum = TRAIN_MINIMUMS.get(k)
+    if minimum is not None and v is not None and v < minimum:
+        raise ctx.error(path, f"must be at least {minimum}{' or null' if 'None' in str(typ) else ''}, got {v}")
 
 
 def parse_suite(raw: dict[str, Any], ctx: _Ctx) -> Suite:
@@ -226,6 +279,10 @@ def parse_suite(raw: dict[str, Any], ctx: _Ctx) -> Suite:
     if version != SCHEMA_VERSION:
         raise ctx.error("schema_version", f"must be {SCHEMA_VERSION}, got {version!r}")
     name = ctx.expect("name", raw.get("name"), str, "a string suite name")
+    try:
+        check_slug(name, "a suite name")
+    except InvalidName as exc:
+        raise ctx.error("name", str(exc)) from None
     analysis = raw.get("analysis", "overall")
     if analysis not in ANALYSES:
         raise ctx.error("analysis", f"must be one of {', '.join(ANALYSES)}, got {analysis!r}"
@@ -244,6 +301,8 @@ def parse_suite(raw: dict[str, Any], ctx: _Ctx) -> Suite:
         raise ctx.error("seeds", "must be a non-empty list of integers")
     for i, s in enumerate(seeds):
         ctx.expect(f"seeds[{i}]", s, int, "an integer seed")
+        if not 0 <= s < MAX_SEED:
+            raise ctx.error(f"seeds[{i}]", f"must be in 0 .. 2**32 - 1 (numpy's seed range), got {s}")
 
     defaults_raw = raw.get("defaults") or {}
     ctx.expect("defaults", defaults_raw, dict, "a mapping")
@@ -295,15 +354,29 @@ def parse_suite(raw: dict[str, Any], ctx: _Ctx) -> Suite:
         if not 0 < v < 1:
             raise ctx.error(f"buckets.{k}", f"must be between 0 and 1, got {v}")
 
-    sig_raw = raw.get("significance") or {}
+    sig_raw = dict(raw.get("significance") or {})
     ctx.expect("significance", sig_raw, dict, "a mapping")
     ctx.known_keys("significance", sig_raw, SIGNIFICANCE_KEYS)
-    sig = Significance(**sig_raw)
+    compare = _patterns(ctx, "significance.compare", sig_raw.pop("compare", None) or [])
+    sig = Significance(**sig_raw, compare=compare)
     if sig.test not in TESTS:
         raise ctx.error("significance.test", f"must be one of {', '.join(TESTS)}, got {sig.test!r}")
     if sig.correction not in CORRECTIONS:
         raise ctx.error("significance.correction", f"must be one of {', '.join(CORRECTIONS)}, got {sig.correction!r}")
     ctx.expect("significance.alpha", sig.alpha, (int, float), "a number")
+    if not 0 < sig.alpha < 1:
+        raise ctx.error("significance.alpha", f"must be between 0 and 1, got {sig.alpha}")
+
+    rel_raw = dict(raw.get("rel_impr") or {})
+    ctx.expect("rel_impr", rel_raw, dict, "a mapping")
+    ctx.known_keys("rel_impr", rel_raw, REL_IMPR_KEYS)
+    rel = RelImpr(mode=rel_raw.get("mode", "vs_baseline"),
+                  proposed=_pattern(ctx, "rel_impr.proposed", rel_raw.get("proposed") or {}))
+    if rel.mode not in REL_IMPR_MODES:
+        raise ctx.error("rel_impr.mode", f"must be one of {', '.join(REL_IMPR_MODES)}, got {rel.mode!r}")
+    if rel.mode == "proposed_over_row" and not rel.proposed:
+        raise ctx.error("rel_impr.proposed", "mode proposed_over_row needs the proposed config's labels, "
+                                             "e.g. {method: ClickPrompt}")
 
     executor = _component(ctx, "executor", raw.get("executor", "local"))
     store = raw.get("store")
@@ -314,13 +387,27 @@ def parse_suite(raw: dict[str, Any], ctx: _Ctx) -> Suite:
 
     suite = Suite(name=name, path=ctx.path, analysis=analysis, datasets=tuple(datasets), seeds=tuple(seeds),
                   defaults=defaults, grid=grid, variants=variants, exclude=tuple(exclude_raw),
-                  baseline={str(k): str(v) for k, v in baseline.items()}, buckets=Buckets(**buckets_raw),
-                  significance=sig, executor=ComponentRef(executor.pop("name"), executor),
+                  baseline=_pattern(ctx, "baseline", baseline), buckets=Buckets(**buckets_raw),
+                  significance=sig, rel_impr=rel, executor=ComponentRef(executor.pop("name"), executor),
                   description=description, store=store, forced=forced)
     specs = expand(suite)
     if not specs:
         raise ctx.error("exclude" if suite.exclude else "grid", "the suite expands to zero runs")
+    check_comparisons(suite, specs, ctx)
     return suite
+
+
+def _pattern(ctx: _Ctx, key: str, value: Any) -> dict[str, str]:
+    """A label pattern ``{axis: value}`` with its values normalised like run labels (null = "none")."""
+    ctx.expect(key, value, dict, "a mapping of label → value, e.g. {ctr: dnn}")
+    return {str(k): _label(v) for k, v in value.items()}
+
+
+def _patterns(ctx: _Ctx, key: str, value: Any) -> tuple[dict[str, str], ...]:
+    if isinstance(value, dict):
+        value = [value]
+    ctx.expect(key, value, list, "a list of label mappings, e.g. [{method: ClickPrompt}]")
+    return tuple(_pattern(ctx, f"{key}[{i}]", v) for i, v in enumerate(value))
 
 
 def _check_axis_value(ctx: _Ctx, key: str, axis: str, value: Any) -> None:
@@ -347,9 +434,10 @@ def _check_axis(ctx: _Ctx, key: str, axis: str) -> None:
 # -- expansion ----------------------------------------------------------------------------------------
 
 def _label(value: Any) -> str:
+    """A run's label for an axis value; every spelling of "no component" (null, None, "none") is "none"."""
     if isinstance(value, dict):
-        return str(value.get("label") or value.get("name"))
-    if value is None:
+        value = value.get("label") or value.get("name")
+    if value is None or (isinstance(value, str) and value.strip().lower() in NONE_LABELS):
         return "none"
     return str(value)
 
@@ -379,7 +467,7 @@ def _dataset_label(dataset: ComponentRef) -> str:
 
 
 def _matches(labels: dict[str, str], pattern: dict[str, Any]) -> bool:
-    return all(labels.get(str(k)) == _label(v) for k, v in pattern.items())
+    return all(_label(labels.get(str(k))) == _label(v) for k, v in pattern.items())
 
 
 def expand(suite: Suite) -> list[RunSpec]:
@@ -427,3 +515,78 @@ def _ref(comp: dict[str, Any]) -> ComponentRef:
 
 def is_baseline(suite: Suite, labels: dict[str, str]) -> bool:
     return bool(suite.baseline) and _matches(labels, suite.baseline)
+
+
+def matches(labels: dict[str, str], pattern: dict[str, Any]) -> bool:
+    """Whether a run's labels agree with a label pattern (``exclude``, ``baseline``, ``compare`` entries)."""
+    return _matches(labels, pattern)
+
+
+ConfigKey = tuple[tuple[str, str], ...]
+
+
+def partner(key: ConfigKey, candidates: list[ConfigKey]) -> ConfigKey | None:
+    """The one candidate that ``key`` is paired with: the only candidate, or (when there are several, e.g. one
+    baseline per backbone) the one sharing ``key``'s values on every axis along which the candidates differ.
+    None when no candidate, or more than one, qualifies."""
+    if len(candidates) <= 1:
+        return candidates[0] if candidates else None
+    varying = {k for c in candidates for k, _ in c if len({dict(x).get(k) for x in candidates}) > 1}
+    labels = dict(key)
+    hits = [c for c in candidates if all(_label(dict(c).get(k)) == _label(labels.get(k)) for k in varying)]
+    return hits[0] if len(hits) == 1 else None
+
+
+def baseline_pairs(suite: Suite, configs: list[ConfigKey], tested_only: bool = True) -> dict[ConfigKey, ConfigKey]:
+    """Each compared config and the baseline config it is compared with (see `partner`: with one baseline every
+    config is compared with it; with per-row baselines such as ``{method: backbone alone}`` in a backbone × PLM
+    grid, with the baseline of its own backbone). With ``tested_only``, only the configs that
+    ``significance.compare`` selects (all when it is empty). Raises `SuiteError` when the baseline matches no
+    config or a compared config has no baseline or several, so a board never silently tests nothing.
+    """
+    if not suite.baseline or len(configs) < 2:
+        return {}  # one config (e.g. a --set narrowed the grid): nothing to compare, nothing to get wrong
+    bases = [c for c in configs if is_baseline(suite, dict(c))]
+    if not bases:
+        raise SuiteError(f"{suite.path}: key 'baseline': {_fmt(suite.baseline)} matches no config of suite "
+                         f"'{suite.name}' (labels are e.g. {_fmt(dict(configs[0])) if configs else '{}'})")
+    pairs: dict[ConfigKey, ConfigKey] = {}
+    compare = suite.significance.compare if tested_only else ()
+    for key in configs:
+        if key in bases or (compare and not any(_matches(dict(key), p) for p in compare)):
+            continue
+        base = partner(key, bases)
+        if base is None:
+            raise SuiteError(f"{suite.path}: key 'baseline': config {_fmt(dict(key))} of suite '{suite.name}' "
+                             f"matches no single baseline of {len(bases)} ({_fmt(suite.baseline)}); make the "
+                             "baseline labels pick one config per row")
+        pairs[key] = base
+    return pairs
+
+
+def _fmt(labels: dict[str, Any]) -> str:
+    return "{" + ", ".join(f"{k}: {v}" for k, v in labels.items()) + "}"
+
+
+def check_comparisons(suite: Suite, specs: list[RunSpec], ctx: _Ctx | None = None) -> None:
+    """What can be known about a suite's comparisons before anything runs: the baseline matches a config, every
+    ``compare`` and ``rel_impr.proposed`` pattern matches one, and at least one comparison is tested."""
+    error = ctx.error if ctx is not None else (lambda key, msg: SuiteError(f"{suite.path}: key '{key}': {msg}"))
+    configs = list(dict.fromkeys(s.config_key() for s in specs))
+    for i, pattern in enumerate(suite.significance.compare):
+        if not any(_matches(dict(c), pattern) for c in configs):
+            raise error(f"significance.compare[{i}]", f"{_fmt(pattern)} matches no config of suite '{suite.name}'")
+    if suite.rel_impr.proposed and not any(_matches(dict(c), suite.rel_impr.proposed) for c in configs):
+        raise error("rel_impr.proposed", f"{_fmt(suite.rel_impr.proposed)} matches no config of suite "
+                                         f"'{suite.name}'")
+    if suite.significance.compare and not suite.baseline:
+        raise error("significance.compare", "needs a baseline to compare with")
+    if not suite.baseline:
+        return
+    try:
+        pairs = baseline_pairs(suite, configs)
+    except SuiteError as exc:
+        raise error("baseline", str(exc).split("key 'baseline': ", 1)[-1]) from None
+    if not pairs and len(configs) > 1:
+        raise error("baseline", f"suite '{suite.name}' declares a baseline but no config is compared with it")
+

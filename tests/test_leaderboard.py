@@ -132,7 +132,7 @@ def test_mean_std_bold_and_rel_impr(overall: tuple[Suite, list[StoredRun]]) -> N
     assert good[3] == f"{100 * (good_mean - base_mean) / base_mean:+.2f}%" == "+15.49%"
     baseline = row(board, "dnn (baseline)")
     assert baseline[1] == "0.7100 ± 0.0100" and baseline[3] == "—"
-    assert row(board, "same")[3] == "+0.00%"
+    assert row(board, "same")[3] == "0.00%"  # exactly zero: no sign to keep
     assert good[4:] == ["2.50M", "11.0", "1.25", "3"]  # Params, Train s, Infer ms/128, Seeds
     assert "Rel.Impr = (AUC − AUC_base) / AUC_base" in board
 
@@ -142,13 +142,15 @@ def test_clearly_better_gets_two_stars_and_equal_gets_none(overall: tuple[Suite,
     comps = {dict(c.config)["ctr"]: c for c in compare_to_baseline(suite, runs)}
     assert set(comps) == {"good", "same", "meh"}  # not the baseline, not the config without ok runs
     assert comps["good"].mark == "**" and comps["good"].p_adjusted < 0.01
-    assert comps["same"].mark == "" and comps["same"].p_value == 1.0
-    assert all(isinstance(c, Comparison) and c.test == "delong" and c.dataset == "toyset" for c in comps.values())
+    # identical AUCs on every seed: the paired t-test has no variance (untested); DeLong per seed says p = 1
+    assert comps["same"].mark == "" and math.isnan(comps["same"].p_value) and comps["same"].delong_p == (1, 1, 1)
+    assert all(isinstance(c, Comparison) and c.test == "paired_t" and c.dataset == "toyset" for c in comps.values())
     assert row(render_leaderboard(suite, runs), "same")[1] == "0.7100 ± 0.0100"  # no mark
 
 
-def test_delong_takes_largest_p_over_seeds_and_holm_over_the_board(overall: tuple[Suite, list[StoredRun]]) -> None:
-    suite, runs = overall
+def test_delong_takes_largest_p_over_seeds_and_holm_over_the_board(tmp_path: Path) -> None:
+    suite = make_suite(significance={"test": "delong"})
+    runs = fill_store(tmp_path, suite)
     comps = compare_to_baseline(suite, runs)
     y = labels_for("toyset")
     raw = []
@@ -163,8 +165,8 @@ def test_delong_takes_largest_p_over_seeds_and_holm_over_the_board(overall: tupl
     assert 0.01 < meh.p_value < 0.025 < meh.p_adjusted < 0.05  # Holm doubles the second smallest of three
     assert meh.mark == "*"
     board = render_leaderboard(suite, runs)
-    assert ("DeLong's test vs the baseline on each seed's test set; the largest p over seeds" in board
-            and "Holm correction over 3 comparisons; \\* p<0.05, \\*\\* p<0.01" in board)
+    assert ("two-sided DeLong test on each seed's test set, the largest p over seeds" in board
+            and "Holm correction over 3 comparisons (the family: every config vs its baseline); α = 0.05" in board)
 
 
 def test_paired_ttest_over_seed_aucs(tmp_path: Path) -> None:
@@ -176,7 +178,7 @@ def test_paired_ttest_over_seed_aucs(tmp_path: Path) -> None:
     raw = [comps[k].p_value for k in ("good", "same", "meh")]
     assert [comps[k].p_adjusted for k in ("good", "same", "meh")] == pytest.approx(
         list(correct_pvalues(raw, "bh")), nan_ok=True)
-    assert "paired t-test over seeds" in render_leaderboard(suite, runs)
+    assert "paired t-test over seeds on test AUC" in render_leaderboard(suite, runs)
 
 
 def test_failed_runs_are_listed_with_their_error(overall: tuple[Suite, list[StoredRun]]) -> None:
@@ -209,8 +211,8 @@ def test_provenance_footer(overall: tuple[Suite, list[StoredRun]]) -> None:
     assert "train 8,000 · valid 1,000 · test 400 (train subsampled to 4,000 rows)" in footer
     assert "- Devices: cpu (2 threads)" in footer
     assert "ctrbench 0.1.0 · torch 2.3.0 · python 3.11.9" in footer
-    assert "- Git commits: `0123456`" in footer
-    assert "- Seeds: 1, 2, 3" in footer
+    assert "- Git commits of the runs: `0123456`" in footer
+    assert "- Seeds: 1, 2, 3 (planned: 3)" in footer
     assert "- Runs: 15 (12 ok, 3 failed)" in footer
     assert "- Total wall time: 22.5 s (sum over runs)" in footer
     assert "- Latest run: 2024-05-03" in footer
@@ -226,24 +228,25 @@ def test_several_datasets_share_one_table_and_one_correction(tmp_path: Path) -> 
     comps = compare_to_baseline(suite, runs)
     assert [(dict(c.config)["ctr"], c.dataset) for c in comps] == [
         ("good", "toyset"), ("same", "toyset"), ("good", "other"), ("same", "other")]
-    assert [c.p_adjusted for c in comps] == pytest.approx(list(correct_pvalues([c.p_value for c in comps], "holm")))
-    assert "Holm correction over 4 comparisons" in board
+    assert [c.p_adjusted for c in comps] == pytest.approx(list(correct_pvalues([c.p_value for c in comps], "holm")),
+                                                          nan_ok=True)
+    assert "Holm correction over 2 comparisons" in board  # "same" has no variance to test, on either dataset
 
 
 def test_compat_layout_is_ctr_by_plm(tmp_path: Path) -> None:
     suite = make_suite(analysis="compat", grid={"ctr": ["dnn", "good"], "plm": [None, "tiny"]},
-                       baseline={"plm": "none"})
+                       baseline={"plm": None})
     runs = fill_store(tmp_path, suite)
     board = render_leaderboard(suite, runs)
-    assert header(board, "CTR model") == ["CTR model", "N/A (backbone alone)", "tiny"]
-    assert row(board, "dnn") == ["dnn", "0.7100 ± 0.0100", "0.7200 ± 0.0100"]
-    # backbone alone is the baseline (no mark); the best cell of the table is bold, and only it
-    assert row(board, "good")[1:] == ["0.8200 ± 0.0200", "**0.8300 ± 0.0200**"]
+    assert header(board, "ctr") == ["ctr", "backbone alone (baseline)", "tiny"]
+    # each backbone + PLM cell carries its Rel.Impr over the same backbone alone
+    assert row(board, "dnn") == ["dnn", "0.7100 ± 0.0100", f"0.7200 ± 0.0100 ({100 * 0.01 / 0.71:+.2f}%)"]
+    # the best cell of the table is bold, and only it
+    assert row(board, "good")[1:] == ["0.8200 ± 0.0200", f"**0.8300 ± 0.0200** ({100 * 0.01 / 0.82:+.2f}%)"]
     assert "**Logloss**" in board
-    # each backbone + PLM is compared with the same backbone alone
     comps = {dict(c.config)["ctr"]: c for c in compare_to_baseline(suite, runs)}
-    assert set(comps) == {"dnn", "good"} and comps["good"].p_value == 1.0
-    assert "Rel.Impr" not in board
+    assert {k: dict(c.baseline)["ctr"] for k, c in comps.items()} == {"dnn": "dnn", "good": "good"}
+    assert comps["good"].delong_p == (1.0, 1.0, 1.0)
 
 
 def test_longtail_layout_has_the_bucket_columns(tmp_path: Path) -> None:
@@ -256,11 +259,14 @@ def test_longtail_layout_has_the_bucket_columns(tmp_path: Path) -> None:
                     "U head × I head AUC", "U head × I head Logloss", "Overall AUC"]
     good = row(board, "good")
     # user_tail&item_tail AUC over seeds: 0.70, 0.72, 0.74; user_head&item_head is bucket 3: +0.003
-    assert good[1] == f"**{np.mean([0.70, 0.72, 0.74]):.4f}**" == "**0.7200**"
-    assert good[2] == f"**{np.mean([0.45, 0.46, 0.47]):.4f}**"
-    assert good[7] == "**0.7230**"
-    assert good[-1] == "**0.8200**\\*\\*"
-    assert row(board, "dnn (baseline)")[1] == "0.6200"
+    # bucket cells: mean ± sample std over seeds (untested, so no mark); the overall column carries the mark
+    assert good[1] == f"**{np.mean([0.70, 0.72, 0.74]):.4f} ± {np.std([0.70, 0.72, 0.74], ddof=1):.4f}**"
+    assert good[1] == "**0.7200 ± 0.0200**"
+    assert good[2] == f"**{np.mean([0.45, 0.46, 0.47]):.4f} ± 0.0100**"
+    assert good[7] == "**0.7230 ± 0.0200**"
+    assert good[-1] == "**0.8200 ± 0.0200**\\*\\*"
+    assert row(board, "dnn (baseline)")[1] == "0.6200 ± 0.0200"
+    assert "are **not** tested for significance" in board
     assert "bottom 10% of users (items) by interaction count in the train split" in board
     assert "U tail 14" in board  # bucket sizes
 
@@ -273,9 +279,9 @@ def test_headtail_layout_is_sllm4ctr_table_1(tmp_path: Path) -> None:
                                       "Tail items Logloss", "Overall AUC", "Overall Logloss"]
     good = row(board, "good")
     # items_head is bucket 8 (+0.008), items_tail bucket 9 (+0.009); AUC over seeds 0.70, 0.72, 0.74 + that
-    assert good[1] == "**0.7280**" and good[3] == "**0.7290**"
-    assert good[2] == f"**{np.mean([0.45, 0.46, 0.47]):.4f}**"
-    assert row(board, "dnn (baseline)")[1] == "0.6280"
+    assert good[1] == "**0.7280 ± 0.0200**" and good[3] == "**0.7290 ± 0.0200**"
+    assert good[2] == f"**{np.mean([0.45, 0.46, 0.47]):.4f} ± 0.0100**"
+    assert row(board, "dnn (baseline)")[1] == "0.6280 ± 0.0200"
     assert "Test rows per group: Head items 18, Tail items 19." in board
     assert "top 20% of items by number of train interactions" in board
 
@@ -303,7 +309,7 @@ def test_missing_runs_and_partial_configs(tmp_path: Path) -> None:
     runs = [r for r in fill_store(tmp_path, suite) if not (r.spec.labels["ctr"] == "good" and r.spec.seed == 3)]
     board = render_leaderboard(suite, runs)
     assert row(board, "good")[1].startswith("**0.8100 ± 0.0141**")
-    assert row(board, "good")[-1] == "2"
+    assert row(board, "good")[-1] == "2/3"  # fewer seeds than the suite plans, and it says so
     assert "1 of 15 runs of this suite are not in the store yet." in board
 
 
