@@ -6,6 +6,13 @@ preprocessing version that a dataset bumps when its code changes. So a changed c
 gets a new directory instead of silently reusing stale arrays (the FuxiCTR complaint). A directory is
 written under a temporary name and renamed into place, so a half-written cache is never read.
 
+Integrity: ``meta.json`` records each array file's size and CRC-32, computed when the directory is written and
+checked when it is loaded (once per process for each file: the result is remembered by inode, size and
+modification time, so a suite's hundred runs read a 10 GB array once, not a hundred times). A directory whose
+files do not match, that lacks ``meta.json`` (left by a crash or by hand), or whose ``meta.json`` has no
+checksums (an older ctrbench) is moved aside and rebuilt, with a warning naming the file. Folders and files
+get the process's umask (0755/0644 by default), so a cache can be shared by a group.
+
 Layout: one ``.npy`` per array (``X``, ``y``, ``ts``, ``user``, ``item``, ``split_<s>``, ``seq_<name>``)
 plus ``meta.json`` (fields, vocab, names, the key). ``.npy`` rather than ``.npz`` because ``.npy`` files
 can be memory-mapped, which is what lets a 10M-row set be used without loading it.
@@ -19,14 +26,18 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import tempfile
+import threading
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ctrbench.data.perms import honour_umask
 from ctrbench.data.types import SPLITS, CTRData, Field
 from ctrbench.errors import DataError
 
@@ -92,16 +103,27 @@ def cached_dataset(cache_dir: Path, key: dict[str, Any], build: Build) -> CTRDat
     digest = key_hash(key)
     root = Path(cache_dir) / "preprocessed"
     final = root / _dir_name(str(key["name"]), digest)
-    if (final / "meta.json").is_file():
+    for _ in range(2):  # a second look only when another process replaced the directory meanwhile
+        try:
+            inode = os.lstat(final).st_ino
+        except FileNotFoundError:
+            break
         try:
             data = _load(final, digest)
             log.debug("dataset cache hit: %s", final)
             return data
-        except Exception as exc:  # an unreadable cache is rebuilt, never trusted
-            log.warning("dataset cache %s is unreadable (%s: %s); rebuilding it", final, type(exc).__name__, exc)
-            shutil.rmtree(final, ignore_errors=True)
+        except Exception as exc:  # an unreadable, incomplete or altered cache is rebuilt, never trusted
+            try:
+                if os.lstat(final).st_ino != inode:
+                    continue  # another process put a fresh copy there: use it rather than delete it
+            except FileNotFoundError:
+                break  # another process discarded it already
+            log.warning("preprocessed dataset %s cannot be used (%s); rebuilding it", final, _reason(exc))
+            _discard(final)
+            break
     root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{final.name}-"))
+    honour_umask(work, directory=True)  # mkdtemp makes it 0700, and the rename keeps that
     try:
         data = build(work) if _takes_workdir(build) else build()  # type: ignore[call-arg]
         _save(work, data, key, digest)
@@ -116,6 +138,75 @@ def cached_dataset(cache_dir: Path, key: dict[str, Any], build: Build) -> CTRDat
         shutil.rmtree(work, ignore_errors=True)
     log.info("stored preprocessed dataset in %s", final)
     return _load(final, digest)
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
+
+
+def _discard(path: Path) -> None:
+    """Remove a cache directory that cannot be used: renamed aside first (one atomic step, so no process
+    loads a half-deleted directory under the final name), then deleted."""
+    aside = path.with_name(f".discard-{path.name}-{secrets.token_hex(4)}")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:  # another process discarded it already
+        return
+    except OSError:
+        aside = path
+    if aside.is_dir() and not aside.is_symlink():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        aside.unlink(missing_ok=True)
+
+
+# -- checksums of the array files -------------------------------------------------------------------------
+
+_CHUNK = 4 << 20
+_VERIFIED: dict[tuple[int, ...], str] = {}  # (dev, inode, size, mtime_ns, ctime_ns) -> crc32 hex
+_VERIFIED_LOCK = threading.Lock()
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def file_crc32(path: Path) -> str:
+    """CRC-32 of a file's bytes as 8 hex digits, read in 4 MiB chunks; remembered for this process by the
+    file's inode, size and modification/change times, so an unchanged file is read once per process."""
+    with open(path, "rb") as f:
+        key = _stat_key(os.fstat(f.fileno()))
+        with _VERIFIED_LOCK:
+            known = _VERIFIED.get(key)
+        if known is not None:
+            return known
+        crc = 0
+        while chunk := f.read(_CHUNK):
+            crc = zlib.crc32(chunk, crc)
+    value = f"{crc & 0xFFFFFFFF:08x}"
+    with _VERIFIED_LOCK:
+        _VERIFIED[key] = value
+    return value
+
+
+def _checksum(path: Path) -> dict[str, Any]:
+    return {"size": path.stat().st_size, "crc32": file_crc32(path)}
+
+
+def _verify(path: Path, expected: Any) -> None:
+    """Raise a DataError naming ``path`` unless its size and CRC-32 are those recorded in meta.json."""
+    if not isinstance(expected, dict) or "size" not in expected or "crc32" not in expected:
+        raise DataError(f"{path.parent / 'meta.json'} records no checksum for {path.name}")
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing") from None
+    if size != expected["size"]:
+        raise DataError(f"{path} has {size} bytes, meta.json records {expected['size']}")
+    crc = file_crc32(path)
+    if crc != expected["crc32"]:
+        raise DataError(f"{path} does not match its checksum (crc32 {crc}, meta.json records {expected['crc32']}); "
+                        "the file was altered after it was written")
 
 
 def _takes_workdir(build: Build) -> bool:
@@ -136,15 +227,18 @@ def _arrays(data: CTRData) -> dict[str, np.ndarray]:
 
 def _save(work: Path, data: CTRData, key: dict[str, Any], digest: str) -> None:
     out_of_core = False
+    checksums: dict[str, dict[str, Any]] = {}
     for name, arr in _arrays(data).items():
         path = array_path(work, name)
         if isinstance(arr, np.memmap):
             out_of_core = True
             if arr.filename and Path(arr.filename).resolve() == path.resolve():
                 arr.flush()  # written in place by the builder
+                checksums[name] = _checksum(path)
                 continue
         dtype = _DTYPES.get(name, np.int64)
         np.save(path, np.asarray(arr, dtype=dtype), allow_pickle=False)
+        checksums[name] = _checksum(path)
     meta = {
         "cache_format": CACHE_FORMAT,
         "name": data.name,
@@ -158,6 +252,7 @@ def _save(work: Path, data: CTRData, key: dict[str, Any], digest: str) -> None:
         "item_field": data.item_field,
         "description": data.description,
         "mmap": out_of_core,
+        "arrays": checksums,
     }
     with open(work / "meta.json", "w", encoding="utf-8") as f:
         json.dump(meta, f, ensure_ascii=False)
@@ -169,14 +264,24 @@ def _field_json(f: Field) -> dict[str, Any]:
 
 
 def _load(path: Path, digest: str) -> CTRData:
-    with open(path / "meta.json", encoding="utf-8") as f:
-        meta = json.load(f)
-    if meta.get("cache_format") != CACHE_FORMAT or meta.get("fingerprint") != digest:
-        raise DataError(f"{path}/meta.json does not belong to key {digest[:16]}")
+    if not (path / "meta.json").is_file():
+        raise DataError(f"{path / 'meta.json'} is missing: the directory is incomplete (left by a crash?)")
+    try:
+        with open(path / "meta.json", encoding="utf-8") as f:
+            meta = json.load(f)
+    except ValueError as exc:
+        raise DataError(f"{path / 'meta.json'} is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("cache_format") != CACHE_FORMAT or meta.get("fingerprint") != digest:
+        raise DataError(f"{path / 'meta.json'} does not belong to key {digest[:16]}")
+    checksums = meta.get("arrays")
+    if not isinstance(checksums, dict):
+        raise DataError(f"{path / 'meta.json'} records no array checksums (written by an older ctrbench)")
     mode = "r" if meta["mmap"] else None
 
     def arr(name: str) -> np.ndarray:
-        return np.load(array_path(path, name), mmap_mode=mode, allow_pickle=False)
+        file = array_path(path, name)
+        _verify(file, checksums.get(name))
+        return np.load(file, mmap_mode=mode, allow_pickle=False)
 
     return CTRData(
         name=meta["name"],

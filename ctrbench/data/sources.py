@@ -34,6 +34,7 @@ try:
 except ImportError:  # not POSIX: downloads are not locked
     fcntl = None  # type: ignore[assignment]
 
+from ctrbench.data.perms import file_mode
 from ctrbench.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -145,9 +146,17 @@ def _matches(path: Path, checksum: str | None) -> bool:
 
 
 def _atomic_write(dest: Path) -> IO[bytes]:
-    """A named temporary file next to ``dest`` (same filesystem, so ``os.replace`` is atomic)."""
+    """A named temporary file next to ``dest`` (same filesystem, so ``os.replace`` is atomic), with the
+    permissions the umask gives a new file (``NamedTemporaryFile`` makes it 0600, and the rename keeps that)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part", delete=False)
+    tmp = tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part", delete=False)
+    try:
+        os.chmod(tmp.name, file_mode())
+    except BaseException:
+        tmp.close()
+        _remove(Path(tmp.name))
+        raise
+    return tmp
 
 
 def _remove(path: Path) -> None:

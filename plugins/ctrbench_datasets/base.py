@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ctrbench.data.cache import cache_root, cached_dataset, key_hash
+from ctrbench.data.perms import file_mode
 from ctrbench.data.sources import DataSource, cached_sha256
 from ctrbench.data.types import CTRData
 from ctrbench.errors import DataError
@@ -141,6 +142,7 @@ class RawDataset:
                     try:
                         with os.fdopen(fd, "wb") as out, z.open(member) as src:
                             shutil.copyfileobj(src, out, 1 << 20)
+                        os.chmod(tmp, file_mode())  # mkstemp makes it 0600; raw files follow the umask
                         os.replace(tmp, dest / name)
                     finally:
                         if os.path.exists(tmp):

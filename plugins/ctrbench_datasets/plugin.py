@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from ctrbench import hookimpl
+from ctrbench.data.configtypes import typed
 from ctrbench.hookspecs import Register
 from ctrbench_datasets.amazon import Amazon
 from ctrbench_datasets.bookcrossing import BookCrossing
@@ -23,6 +25,7 @@ AMAZON_PREP = ("rating >= 4 positive, latest review per (user, item), 5-core to 
 
 @hookimpl
 def ctrbench_register_datasets(register: Register) -> None:
+    register = _typed_register(register)
     register("movielens-100k", MovieLens100K,
              summary="MovieLens-100K ratings as CTR (rating 3 dropped, label rating >= 4, 9 user/item fields, "
                      "global temporal 8:1:1 split); read from GroupLens or the recbole==1.2.1 wheel",
@@ -53,3 +56,13 @@ def ctrbench_register_datasets(register: Register) -> None:
              summary="Zipf-distributed categorical fields with a planted first-order + user x item interaction "
                      "signal (FM/DCN can beat LR); memory-mapped generation for millions of rows",
              paper="")
+
+
+def _typed_register(register: Register) -> Register:
+    """Register each dataset behind ``typed``: a config value of the wrong type (``num_samples: abc``) is a
+    DataError naming the dataset, the key and the expected type, not a TypeError from deep inside."""
+
+    def wrapped(name: str, factory: Any, **meta: Any) -> None:
+        register(name, typed(factory, name), **meta)
+
+    return wrapped  # type: ignore[return-value]
