@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 class CtrbenchError(Exception):
-    """Base of every error caused by input (suite files, plugins, data), not by a bug."""
+    """Base of every error caused by input (suite files, plugins, data, the environment), not by a bug."""
 
 
 class SuiteError(CtrbenchError):
@@ -28,4 +28,16 @@ class RunError(CtrbenchError):
 
 
 class StoreError(CtrbenchError):
-    """The result store is unreadable (for example a result file that is not valid JSON)."""
+    """The result store holds something unreadable or inconsistent (a run directory without its spec, a
+    result file that is not a JSON object, truncated predictions): the message names the directory and points
+    to ``ctrbench store check --fix``. Also an ambiguous run-id prefix or an unknown ``--rerun``."""
+
+
+class WriteError(CtrbenchError):
+    """A file could not be written: the disk is full, a quota is exceeded, the file system is read-only, or
+    permissions forbid it. The message names the path (and the free space there); nothing stored before is
+    lost."""
+
+
+class UsageError(CtrbenchError):
+    """A command-line value is out of range (``--threads 0``, ``--device tpu``)."""

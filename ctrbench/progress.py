@@ -1,9 +1,9 @@
 """What ``ctrbench run`` draws (the library itself never prints).
 
-- `SuiteProgress`: one live view of a suite's runs, queued / running / done / failed, with the elapsed time
-  and an ETA per running run. It is the same for every executor: runs report their start by the
-  ``running.json`` marker `run_one` writes into the store (wherever they run: this process, a GPU worker,
-  a Ray or SLURM node), and their end by the result the executor yields.
+- `SuiteProgress`: one live view of a suite's runs, queued / running / done / failed, with the worker process
+  (host:pid) of each running run, its elapsed time and its ETA. It is the same for every executor: runs report
+  their start by the ``running.json`` marker `run_one` writes into the store (wherever they run: this process,
+  a local CPU or GPU worker, a Ray or SLURM node), and their end by the result the executor yields.
 - `RichReporter`: the trainer's per-epoch bar for runs in this process, drawn inside the live view.
 """
 
@@ -84,6 +84,11 @@ class Snapshot:
     failed: int
     eta: float | None  # seconds until the last run finishes, at the parallelism seen so far
     elapsed: float = 0.0
+
+    @property
+    def workers(self) -> int:
+        """Distinct processes (host:pid) running the runs in progress."""
+        return len({r.where for r in self.running})
 
 
 def duration(seconds: float | None, prose: bool = False) -> str:
@@ -209,7 +214,8 @@ class SuiteProgress:
         snap = self.snapshot()
         head = Text.assemble(
             (f"{self.title}: " if self.title else "", "bold"),
-            f"{snap.queued} queued · ", (f"{len(snap.running)} running", "cyan"), " · ",
+            f"{snap.queued} queued · ", (f"{len(snap.running)} running", "cyan"),
+            f" on {snap.workers} workers · " if snap.workers > 1 else " · ",
             (f"{snap.done} done", "green"), " · ", (f"{snap.failed} failed", "red" if snap.failed else ""),
             f" · elapsed {duration(snap.elapsed)} · ETA {duration(snap.eta)}")
         parts: list[RenderableType] = [head]

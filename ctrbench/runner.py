@@ -8,6 +8,7 @@ import importlib
 import io
 import logging
 import os
+import re
 import socket
 import sys
 import time
@@ -23,18 +24,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from ctrbench.claims import where
 from ctrbench.context import RunContext
 from ctrbench.data.buckets import headtail_item_masks, longtail_masks
 from ctrbench.data.cache import cache_root
 from ctrbench.data.types import CTRData
-from ctrbench.errors import CtrbenchError, DataError, PluginError, RunError, SuiteError
+from ctrbench.errors import CtrbenchError, DataError, PluginError, RunError, SuiteError, UsageError
 from ctrbench.plugins import DISABLE_ENV, Plugins, load_plugins
 from ctrbench.provenance import environment
 from ctrbench.registry import check_config_keys
 from ctrbench.results import Predictions, RunResult
 from ctrbench.spec import RunSpec, canonical_json
 from ctrbench.stats import auc, bucket_metrics, logloss
-from ctrbench.store import Store
+from ctrbench.store import ClaimLost, Store
 from ctrbench.suite import Suite, expand
 from ctrbench.trainer import NullReporter, Reporter, TrainConfig, Trainer, eval_positions, resolve_device
 
@@ -42,6 +44,22 @@ log = logging.getLogger(__name__)
 
 # Keyword arguments the runner itself passes to CTR factories; not settable from a suite.
 CTR_RESERVED = ("fields", "num_extra_fields")
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+# The status of a result that says "another process holds this run's claim": not stored, not a failure;
+# `run_suite` waits for that process and reports the result it stores.
+CLAIMED = "claimed"
+
+
+def check_device_name(device: str) -> str:
+    if not isinstance(device, str) or not DEVICE_PATTERN.fullmatch(device):
+        raise UsageError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
+    return device
+
+
+def check_threads(threads: Any) -> int:
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise UsageError(f"--threads must be a whole number of at least 1, got {threads!r}")
+    return threads
 
 
 @dataclass
@@ -58,15 +76,18 @@ class Session:
     invocation: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # marks the runs this call starts
     _datasets: dict[str, CTRData] = field(default_factory=dict)
     _env: dict[str, Any] | None = None
+    _classes_checked: set[str] = field(default_factory=set)
 
     @classmethod
     def create(cls, store_root: str | Path = "runs", device: str = "auto", threads: int | None = None,
                reporter: Reporter | None = None, plugins: Plugins | None = None,
                cache_dir: str | Path | None = None, check_device: bool = True,
                invocation: str | None = None) -> Session:
-        """``check_device=False`` is for a process that only dispatches runs to workers (a cluster login
+        """``threads``: torch CPU threads (default 1: parallel one-thread workers beat one process with many
+        threads). ``check_device=False`` is for a process that only dispatches runs to workers (a cluster login
         node without a GPU may still send ``--device cuda`` runs to GPU nodes)."""
-        threads = threads or os.cpu_count() or 1
+        threads = check_threads(1 if threads is None else threads)
+        check_device_name(device)
         torch.set_num_threads(threads)  # explicit, so a worker never oversubscribes the CPU
         try:
             resolved = resolve_device(device)
@@ -169,6 +190,24 @@ def _scored_positions(spec: RunSpec, data: CTRData) -> dict[str, np.ndarray]:
     return {split: eval_positions(len(data.splits[split]), limit) for split in ("valid", "test")}
 
 
+def check_scored_classes(spec: RunSpec, data: CTRData) -> None:
+    """AUC needs both classes among the scored rows of valid and test: checked on the data before training,
+    a `DataError` naming ``train.eval_max_samples`` (or the split) otherwise."""
+    limit = spec.train.get("eval_max_samples")
+    for split, rows in _scored_positions(spec, data).items():
+        y = np.asarray(data.y[data.splits[split]])[rows]
+        classes = np.unique(y)
+        if len(classes) >= 2:
+            continue
+        only = f"all of class {int(classes[0])}" if len(classes) else "none"
+        if limit is not None:
+            raise DataError(f"train.eval_max_samples={limit}: the {len(rows)} scored {split} rows of dataset "
+                            f"'{data.name}' are {only}, and AUC needs both classes; raise eval_max_samples "
+                            f"(the {split} split has {len(data.splits[split])} rows) or remove it")
+        raise DataError(f"dataset '{data.name}': the {len(rows)} {split} rows are {only}, and AUC needs both "
+                        "classes")
+
+
 class _LogCapture(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.INFO)
@@ -179,11 +218,37 @@ class _LogCapture(logging.Handler):
         self.buffer.write(self.format(record) + "\n")
 
 
+def claimed_result(spec: RunSpec, holder: dict[str, Any] | None) -> RunResult:
+    """What a process reports for a run another live process holds: not stored, not failed (`CLAIMED`)."""
+    who = where(holder) if holder else "another process"
+    return RunResult(spec.run_id, CLAIMED, error=f"run {spec.run_id} is being computed by {who}")
+
+
+def _attempt(session: Session) -> dict[str, Any]:
+    """Who runs a run: its claim and its ``running.json`` marker."""
+    return {"invocation": session.invocation, **_worker_info(session), "started_at": time.time(),
+            "command": " ".join(sys.argv)[:500]}
+
+
 def run_one(spec: RunSpec, session: Session, suite: Suite) -> RunResult:
-    """Run and store one spec. Failures of the run itself are stored as failed results, not raised;
-    data errors (missing or corrupt files) are raised because every run of that dataset would fail."""
+    """Run and store one spec, under its claim (taken here unless the caller holds it; a run another live
+    process holds is not run: the result's status is `CLAIMED`). Failures of the run itself are stored as
+    failed results, not raised; data errors (missing or corrupt files) are raised because every run of that
+    dataset would fail, and so are store write errors (`WriteError`: disk full, read-only)."""
     store = session.store
-    store.begin(spec, {"invocation": session.invocation, **_worker_info(session), "started_at": time.time()})
+    if store.holds(spec):
+        return _run_claimed(spec, session, suite)
+    if store.claim(spec, _attempt(session)) is None:
+        return claimed_result(spec, store.claimant(spec))
+    try:
+        return _run_claimed(spec, session, suite)
+    finally:
+        store.release(spec)
+
+
+def _run_claimed(spec: RunSpec, session: Session, suite: Suite) -> RunResult:
+    store = session.store
+    store.begin(spec, _attempt(session))
     capture = _LogCapture()
     root = logging.getLogger()
     root.addHandler(capture)
@@ -195,6 +260,10 @@ def run_one(spec: RunSpec, session: Session, suite: Suite) -> RunResult:
     data: CTRData | None = None
     try:
         data = session.dataset(spec)
+        classes_key = canonical_json([spec.dataset.name, spec.dataset.config, spec.train.get("eval_max_samples")])
+        if classes_key not in session._classes_checked:
+            check_scored_classes(spec, data)
+            session._classes_checked.add(classes_key)
         trainer = Trainer(TrainConfig.from_dict(spec.train), session.device, session.reporter,
                           run_name=f"{spec.config_label()} seed {spec.seed}", seed=spec.seed)
         method = session.plugins.registry("methods").get(spec.method.name).create(**spec.method.config)
@@ -247,7 +316,11 @@ def run_one(spec: RunSpec, session: Session, suite: Suite) -> RunResult:
                            "test_y": np.asarray(data.y[data.splits["test"]], dtype=np.float32)[scored["test"]]}
             if len(scored["test"]) < len(preds.test):
                 predictions.update(valid_rows=scored["valid"], test_rows=scored["test"])
-    store.finish(spec, result, provenance, predictions, capture.buffer.getvalue())
+    try:
+        store.finish(spec, result, provenance, predictions, capture.buffer.getvalue())
+    except ClaimLost as exc:
+        log.warning("%s", exc)
+        return RunResult(spec.run_id, "failed", error=str(exc))
     session.plugins.notify_run_finished(spec, result)
     return result
 
@@ -290,17 +363,22 @@ class RunJob:
     device: str = "auto"  # the request, resolved in the worker ("auto" = the worker's GPU if it has one)
     threads: int = 1  # torch CPU threads in the worker: its share of the cores, never all of them
     rerun: str = "never"
-    invocation: str = ""  # the id in the running.json markers of this invocation's runs
+    invocation: str = ""  # the id in the claims and running.json markers of this invocation's runs
     plugins: tuple[tuple[str, str, str], ...] = ()  # in-process plugins as (name, module, sys.path entry)
     env: tuple[tuple[str, str], ...] = ()  # environment the worker sets before loading plugins
+    # run_id -> `Store.result_stamp` when the plan was made (with --rerun failed|all): a result stored since then
+    # was computed by another process during this invocation and is not computed again
+    stamps: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_session(cls, suite: Suite, session: Session, rerun: str = "never") -> RunJob:
+    def from_session(cls, suite: Suite, session: Session, rerun: str = "never",
+                     stamps: dict[str, Any] | None = None) -> RunJob:
         return cls(suite=suite, store_root=str(session.store.root.resolve()),
                    cache_dir=str(Path(session.cache_dir).resolve()), device=session.device_request,
                    threads=session.threads, rerun=rerun, invocation=session.invocation,
                    plugins=_shippable_plugins(session.plugins),
-                   env=tuple((k, os.environ[k]) for k in (DISABLE_ENV,) if k in os.environ))
+                   env=tuple((k, os.environ[k]) for k in (DISABLE_ENV,) if k in os.environ),
+                   stamps=dict(stamps or {}))
 
     def for_worker(self, threads: int, gpus: float = 0) -> RunJob:
         """This job for a worker with ``threads`` CPU threads and ``gpus`` GPUs of its own (the executor
@@ -354,21 +432,35 @@ def _worker_session(job: RunJob) -> Session:
     return _WORKER_SESSION[1]
 
 
-def _run_if_needed(spec: RunSpec, session: Session, suite: Suite, rerun: str) -> RunResult:
-    # Re-checked right before running: another process working on the same store (a second
-    # `ctrbench run`, another executor) may have finished this run since the plan was made.
-    if rerun != "all" and not session.store.needs_run(spec, rerun):
-        stored = session.store.load(spec.suite, spec.run_id)
+def _run_if_needed(spec: RunSpec, session: Session, suite: Suite, rerun: str,
+                   stamps: dict[str, Any] | None = None) -> RunResult:
+    """Run a spec unless it is stored (per ``rerun``) or another live process holds its claim (then the
+    result's status is `CLAIMED` and `run_suite` comes back for it). Checked again under the claim: another
+    process (a second `ctrbench run`, another executor) may have stored the run since the plan was made."""
+    store = session.store
+    if rerun != "all" and not store.needs_run(spec, rerun):
+        stored = store.load(spec.suite, spec.run_id)
         if stored is not None:
             return stored.result
-    return run_one(spec, session, suite)
+    if store.claim(spec, _attempt(session)) is None:
+        return claimed_result(spec, store.claimant(spec))
+    try:
+        if store.status(spec) in ("ok", "failed"):
+            changed = stamps is not None and spec.run_id in stamps and store.result_stamp(spec) != stamps[spec.run_id]
+            if changed or not store.needs_run(spec, rerun):
+                stored = store.load(spec.suite, spec.run_id)
+                if stored is not None:
+                    return stored.result
+        return run_one(spec, session, suite)
+    finally:
+        store.release(spec)
 
 
 def execute_job(job: RunJob, spec: RunSpec) -> RunResult:
     """Run one spec in a worker process (the entry point every multi-process executor calls there).
 
     Like `run_one`, a failing run is stored and returned as failed, and a `DataError` is raised."""
-    return _run_if_needed(spec, _worker_session(job), job.suite, job.rerun)
+    return _run_if_needed(spec, _worker_session(job), job.suite, job.rerun, job.stamps)
 
 
 def lost_run(spec: RunSpec, reason: str) -> RunResult:
@@ -390,7 +482,7 @@ class InProcessRun:
     suite: Suite
 
     def __call__(self, spec: RunSpec) -> RunResult:
-        return _run_if_needed(spec, self.session, self.suite, self.job.rerun)
+        return _run_if_needed(spec, self.session, self.suite, self.job.rerun, self.job.stamps)
 
 
 # -- a whole suite ------------------------------------------------------------------------------------
@@ -401,6 +493,7 @@ class SuiteOutcome:
     skipped: list[RunSpec] = field(default_factory=list)
     results: list[RunResult] = field(default_factory=list)
     interrupted: bool = False
+    elsewhere: list[str] = field(default_factory=list)  # run ids another process computed while this one waited
 
     @property
     def executed(self) -> int:
@@ -432,26 +525,75 @@ def create_executor(suite: Suite, plugins: Plugins) -> Any:
 
 def run_suite(suite: Suite, session: Session, rerun: str = "never",
               on_result: Callable[[RunSpec, RunResult], None] | None = None,
-              executor: Any = None) -> SuiteOutcome:
+              executor: Any = None, on_claimed: Callable[[RunSpec, str], None] | None = None,
+              poll_seconds: float = 1.0) -> SuiteOutcome:
     """Run every spec of the suite that the store does not hold yet (see ``rerun``).
 
-    Executors yield results as runs finish, in any order; ``on_result`` is called for each."""
+    Executors yield results as runs finish, in any order; ``on_result`` is called for each. A run another live
+    process holds (a second ``ctrbench run`` on the same store) is skipped, reported to ``on_claimed`` with a
+    line naming the holder, and waited for at the end: its stored result is reported like the others (and
+    listed in ``outcome.elsewhere``), or, if that process died or stored nothing, the run is computed here."""
     specs = plan(suite, session.plugins)
-    adopt_identical_runs(suite, session.store, specs, rerun)
-    todo = [s for s in specs if session.store.needs_run(s, rerun)]
+    store = session.store
+    store.sweep(suite.name)  # work folders that killed processes left
+    adopt_identical_runs(suite, store, specs, rerun)
+    todo = [s for s in specs if store.needs_run(s, rerun)]
     outcome = SuiteOutcome(specs, skipped=[s for s in specs if s not in todo])
     executor = executor if executor is not None else create_executor(suite, session.plugins)
     by_id = {s.run_id: s for s in todo}
-    run = InProcessRun(RunJob.from_session(suite, session, rerun), session, suite)
+    stamps = {s.run_id: store.result_stamp(s) for s in todo} if rerun != "never" else {}
+    run = InProcessRun(RunJob.from_session(suite, session, rerun, stamps), session, suite)
+
+    def record(spec: RunSpec, result: RunResult) -> None:
+        outcome.results.append(result)
+        if on_result:
+            on_result(spec, result)
+
+    pending, waiting = list(todo), {}
     try:
-        for result in executor.execute(todo, run):
-            outcome.results.append(result)
-            if on_result:
-                on_result(by_id[result.run_id], result)
+        while pending or waiting:
+            if pending:
+                batch, pending = pending, []
+                for result in executor.execute(batch, run):
+                    spec = by_id[result.run_id]
+                    if result.status != CLAIMED:
+                        record(spec, result)
+                        continue
+                    if spec.run_id not in waiting:
+                        log.info("%s; coming back to it", result.error)
+                        if on_claimed:
+                            on_claimed(spec, result.error)
+                    waiting[spec.run_id] = spec
+            if waiting:
+                pending = _wait_for_claims(store, waiting, stamps, rerun, record, outcome, poll_seconds)
     except KeyboardInterrupt:
         outcome.interrupted = True
     return outcome
 
 
-__all__ = ["InProcessRun", "RunJob", "Session", "SuiteOutcome", "adopt_identical_runs", "create_executor",
+def _wait_for_claims(store: Store, waiting: dict[str, RunSpec], stamps: dict[str, Any], rerun: str,
+                     record: Callable[[RunSpec, RunResult], None], outcome: SuiteOutcome,
+                     poll_seconds: float) -> list[RunSpec]:
+    """Wait until another process lets go of at least one of the ``waiting`` runs; record the results it
+    stored and return the runs still to compute (it died, or stored nothing)."""
+    while True:
+        again = []
+        for run_id, spec in list(waiting.items()):
+            if store.claimant(spec) is not None:
+                continue
+            del waiting[run_id]
+            stored = store.load(spec.suite, spec.run_id)
+            changed = stored is not None and store.result_stamp(spec) != stamps.get(run_id)
+            if stored is not None and (changed or not store.needs_run(spec, rerun)):
+                outcome.elsewhere.append(run_id)
+                record(spec, stored.result)
+            else:
+                again.append(spec)
+        if again or not waiting:
+            return again
+        time.sleep(poll_seconds)
+
+
+__all__ = ["CLAIMED", "InProcessRun", "RunJob", "Session", "SuiteOutcome", "adopt_identical_runs",
+           "check_device_name", "check_scored_classes", "check_threads", "claimed_result", "create_executor",
            "execute_job", "lost_run", "plan", "run_one", "run_suite", "validate_components"]

@@ -128,7 +128,7 @@ def test_one_pretraining_serves_three_finetunes(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(method, "pretrain_pamlm", counting)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "s.yaml").write_text(textwrap.dedent(SUITE))
-    assert cli.main(["run", "s.yaml", "--threads", "1"]) == 0
+    assert cli.main(["run", "s.yaml", "--threads", "1", "--workers", "1"]) == 0  # in-process: the patch applies
     assert len(calls) == 1  # the first finetune pretrains, the other two reuse the stage
     assert len(list((tmp_path / "runs" / "_stages").glob("clickprompt-pamlm-*"))) == 1
     from ctrbench.store import Store

@@ -1,6 +1,7 @@
-"""Executors: `local-gpus`, `ray` (a real local Ray cluster) and `slurm` (submitit's local executor) run the
-quickstart suite into one store; a worker killed mid-run leaves an unfinished run that the next invocation
-completes; a stage many runs need is computed once across processes; the live progress view."""
+"""Executors: `local` (parallel CPU worker processes, or in-process), `local-gpus`, `ray` (a real local Ray
+cluster) and `slurm` (submitit's local executor) run the quickstart suite into one store; a worker killed
+mid-run leaves an unfinished run that the next invocation completes; a stage many runs need is computed once
+across processes; the live progress view."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import multiprocessing
 import os
 import pickle
+import types
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,9 @@ from ctrbench.runner import RunJob, Session
 from ctrbench.spec import ComponentRef, RunSpec
 from ctrbench.store import Store
 from ctrbench.suite import load_suite
-from ctrbench_executors.local_gpus import LocalGpusExecutor, _pin_worker, assign_slots, visible_devices
+from ctrbench_executors.local_gpus import LocalGpusExecutor, assign_slots, visible_devices
+from ctrbench_executors.plugin import LocalExecutor
+from ctrbench_executors.pool import cpu_cores, init_worker
 
 QUICKSTART = str(Path(__file__).resolve().parents[1] / "suites" / "quickstart.yaml")
 # quickstart's four backbones, one seed, on a small synthetic set: seconds per run on one thread
@@ -129,6 +133,129 @@ def test_slurm_time_limits_and_bad_settings():
         SlurmExecutor(cluster="aws")
 
 
+# -- local: CPU worker processes --------------------------------------------------------------------------
+
+def metrics_of(store: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text())["metrics"] for p in store.glob("*/*/result.json")}
+
+
+@pytest.mark.slow
+def test_local_workers_run_in_parallel_processes_with_the_in_process_metrics(workdir, capsys):
+    """Two one-thread worker processes run the grid at once, compute a shared stage once, and store the
+    metrics the sequential in-process run gets for the same seeds, bit for bit."""
+    counter, arrived = workdir / "stage-computed", workdir / "arrived"
+    method = f"method={{name: rendezvous, dir: {arrived}, parties: 2, stage_counter: {counter}}}"
+    args = ["--threads", "1", "--set", *SMALL, "grid.ctr=[lr, fm, dnn]", method]
+    omp_before = os.environ.get("OMP_NUM_THREADS")
+
+    assert cli.main(["run", QUICKSTART, "--store", "runs", *args, "executor={name: local, workers: 2}"]) == 0
+    assert "executing 3 of 3 runs" in capsys.readouterr().out
+    parallel = metrics_of(workdir / "runs")
+    assert len(parallel) == 3
+    workers = [p["worker"] for p in provenances(workdir)]
+    pids = {w["pid"] for w in workers}
+    assert len(pids) == 2 and os.getpid() not in pids  # each worker ran at least one run (the rendezvous)
+    assert all(w["threads"] == 1 for w in workers)
+    assert {pid: (arrived / str(pid)).read_text() for pid in pids} == {pid: "1 1" for pid in pids}  # OMP, torch
+    assert os.environ.get("OMP_NUM_THREADS") == omp_before  # set for the workers only
+    assert len(counter.read_text().splitlines()) == 1  # both workers asked for the stage; one computed it
+    assert len(list((workdir / "runs" / "_stages").glob("shared-*"))) == 1
+    assert not list((workdir / "runs").glob("*/*/running.json"))
+
+    assert cli.main(["run", QUICKSTART, "--store", "seq", *args, "executor={name: local, workers: 1}"]) == 0
+    sequential = metrics_of(workdir / "seq")
+    assert {json.loads(p.read_text())["worker"]["pid"] for p in (workdir / "seq").glob("*/*/provenance.json")} \
+        == {os.getpid()}
+    assert sorted(sequential) == sorted(parallel)  # same specs, same run ids
+    for run_id, m in parallel.items():
+        seq = sequential[run_id]
+        assert (m["test_auc"], m["test_logloss"]) == (seq["test_auc"], seq["test_logloss"])
+        assert 0.4 < m["test_auc"] < 1
+
+
+def test_pool_gives_up_on_workers_that_die_before_running_anything(tmp_path, monkeypatch):
+    """A worker that cannot start breaks every pool before any run begins: each run counts an attempt per
+    pool, so the executor reports them lost after the retries instead of restarting pools forever."""
+    import threading
+
+    import ctrbench_executors.pool as pool
+
+    starts = tmp_path / "starts"
+    monkeypatch.setenv("CTRBENCH_TEST_STARTS", str(starts))
+    monkeypatch.setattr(pool, "init_worker", helpers.exit_at_start)  # pickled by name: the child imports helpers
+    job = RunJob(load_suite(QUICKSTART, SMALL), str(tmp_path), str(tmp_path), device="cpu", invocation="inv")
+    specs = [_spec("lr", 1), _spec("lr", 2), _spec("lr", 3)]
+    results: list[RunResult] = []
+    consumer = threading.Thread(target=lambda: results.extend(pool.run_in_pool(specs, job, Store(tmp_path), 2,
+                                                                               "local")), daemon=True)
+    consumer.start()
+    consumer.join(120)
+    assert not consumer.is_alive(), "the pool kept restarting workers that die at start"
+    assert sorted(r.run_id for r in results) == sorted(s.run_id for s in specs)
+    assert all(not r.ok and "local worker processes exited before running anything" in r.error for r in results)
+    pools = pool.RETRIES_AFTER_POOL_CRASH + 1
+    assert pools <= len(starts.read_text().splitlines()) <= 2 * pools  # one or two workers per pool
+
+
+def test_stopping_the_pool_terminates_busy_workers(tmp_path):
+    """What Ctrl-C or a DataError does to the workers: a run in progress does not keep its worker alive."""
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    import ctrbench_executors.pool as pool
+
+    workers = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+    for i in range(4):
+        workers.submit(helpers.busy, str(tmp_path / f"started{i}"), 120)
+    procs = list(workers._processes.values())
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("started*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(list(tmp_path.glob("started*"))) == 2  # both workers busy
+    t = time.monotonic()
+    pool.stop(workers)
+    assert time.monotonic() - t < 10 and not any(p.is_alive() for p in procs)
+
+
+def _fake_run_one(device: str = "cpu", shipped: tuple = (), in_process: tuple = ()) -> types.SimpleNamespace:
+    import torch
+
+    infos = [types.SimpleNamespace(name=n, distribution="(in-process)", status="loaded") for n in in_process]
+    return types.SimpleNamespace(job=types.SimpleNamespace(plugins=tuple((n, n, "/") for n in shipped)),
+                                 session=types.SimpleNamespace(device=torch.device(device),
+                                                               plugins=types.SimpleNamespace(infos=infos)))
+
+
+def test_local_workers_setting_is_checked_and_decides_where_runs_go(workdir, capsys):
+    for bad in (0, -2, "two", True, 2.5, None):
+        with pytest.raises(SuiteError, match="^executor 'local': workers must be a whole number of at least 1"):
+            LocalExecutor(workers=bad)
+    with pytest.raises(SuiteError, match="^executor 'local': threads must be"):
+        LocalExecutor(threads=0)
+    assert LocalExecutor().worker_count() == cpu_cores() and LocalExecutor(workers=3).worker_count() == 3
+    assert run("--set", *SMALL, "executor={name: local, workers: 0}") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "executor 'local': workers must be" in err and "got 0" in err
+    assert not (workdir / "runs").exists()
+
+    specs = [_spec("lr", seed) for seed in (1, 2, 3)]
+    three = LocalExecutor(workers=3)
+    assert three._parallel_workers(specs, _fake_run_one()) == 3
+    assert three._parallel_workers(specs[:2], _fake_run_one()) == 2  # never more workers than runs
+    assert three._parallel_workers(specs[:1], _fake_run_one()) == 1  # one run: in this process
+    assert LocalExecutor(workers=1)._parallel_workers(specs, _fake_run_one()) == 1
+    assert three._parallel_workers(specs, lambda spec: None) == 1  # a bare callable runs in this process
+    # a plugin registered in this process that workers cannot import: its runs stay in this process
+    assert three._parallel_workers(specs, _fake_run_one(shipped=("a",), in_process=("a", "b"))) == 1
+    assert three._parallel_workers(specs, _fake_run_one(shipped=("a",), in_process=("a",))) == 3
+    # on a GPU: "auto" keeps the one in-process run on it; explicit workers is an error (CPU workers)
+    assert LocalExecutor()._parallel_workers(specs, _fake_run_one("cuda")) == 1
+    with pytest.raises(SuiteError, match="executor 'local': workers runs processes on the CPU"):
+        three._parallel_workers(specs, _fake_run_one("cuda"))
+    ran = list(LocalExecutor(workers=4).execute(specs, lambda spec: RunResult(spec.run_id, "ok")))
+    assert [r.run_id for r in ran] == [s.run_id for s in specs]
+
+
 # -- local-gpus --------------------------------------------------------------------------------------------
 
 def test_local_gpus_devices_and_thread_shares(monkeypatch):
@@ -142,10 +269,13 @@ def test_local_gpus_devices_and_thread_shares(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     with pytest.raises(SuiteError, match="no GPU is visible"):
         LocalGpusExecutor().slots()
+    monkeypatch.setenv("OMP_NUM_THREADS", "16")
+    monkeypatch.setenv("MKL_NUM_THREADS", "16")
     queue = multiprocessing.get_context("spawn").Queue()
     queue.put("1")
-    _pin_worker(queue)  # what each pool worker runs first
+    init_worker(2, queue)  # what each pool worker runs first
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+    assert os.environ["OMP_NUM_THREADS"] == os.environ["MKL_NUM_THREADS"] == "2"
 
 
 @pytest.mark.slow
@@ -279,3 +409,20 @@ def test_progress_counts_runs_started_anywhere_and_estimates_time_left(tmp_path)
     progress.finished(running, RunResult(running.run_id, "failed", error="x"))
     snap = progress.snapshot()
     assert (snap.queued, len(snap.running), snap.done, snap.failed) == (2, 0, 1, 1)
+
+
+def test_progress_names_the_worker_of_each_running_run(tmp_path):
+    store, now = Store(tmp_path), [1000.0]
+    a, b, c = _spec("lr", 1), _spec("lr", 2), _spec("lr", 3)
+    progress = SuiteProgress(Console(file=io.StringIO()), store, [a, b, c], "inv", poll_seconds=0,
+                             clock=lambda: now[0])
+    store.begin(a, {"invocation": "inv", "host": "box", "pid": 11, "threads": 1, "started_at": 990.0})
+    assert progress.snapshot().workers == 1
+    text = "".join(seg.text for seg in Console(width=200).render(progress))
+    assert "2 queued · 1 running · 0 done" in text and "box:11" in text  # one worker: no count
+    store.begin(b, {"invocation": "inv", "host": "box", "pid": 12, "threads": 1, "started_at": 995.0})
+    now[0] += 1
+    snap = progress.snapshot()
+    assert snap.workers == 2 and {r.where for r in snap.running} == {"box:11", "box:12"}
+    text = "".join(seg.text for seg in Console(width=200).render(progress))
+    assert "2 running on 2 workers · 0 done" in text and "box:11" in text and "box:12" in text

@@ -2,13 +2,15 @@
 
 Workers of the multi-process executors import this module by name (``RunJob`` ships in-process plugins by
 module name and ``sys.path`` entry), so it holds only what a worker needs: two methods that wrap the
-built-in ``ctr`` method, and the body of the stage-lock test's processes.
+built-in ``ctr`` method, the body of the stage-lock test's processes, a long task, and a worker initializer that dies.
 
 - ``crash-once``: the first run to reach it, in any process, kills its own process with ``os._exit``
   (as an OOM kill or a lost node would), after ``run_one`` has started the run in the store; every later run
   is the plain ``ctr`` method. "Once" is a file created with O_EXCL, so it holds across processes.
 - ``rendezvous``: each run waits until ``parties`` distinct processes have reached it, which proves that
-  the executor runs that many at once, and makes each of them run at least one spec.
+  the executor runs that many at once, and makes each of them run at least one spec. Each process's file
+  records its ``OMP_NUM_THREADS`` and torch thread count. With ``stage_counter``, every run then asks for one
+  shared stage (``ctx.stage``), whose computation appends the process id to that file.
 """
 
 from __future__ import annotations
@@ -39,24 +41,48 @@ class CrashOnce:
 
 
 class Rendezvous:
-    def __init__(self, dir: str = "", parties: int = 2, timeout: float = 120.0) -> None:
-        self.dir, self.parties, self.timeout = Path(dir), parties, timeout
+    def __init__(self, dir: str = "", parties: int = 2, timeout: float = 120.0, stage_counter: str = "") -> None:
+        self.dir, self.parties, self.timeout, self.stage_counter = Path(dir), parties, timeout, stage_counter
 
     def run(self, ctx):
+        import torch
+
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / str(os.getpid())).touch()
+        (self.dir / str(os.getpid())).write_text(f"{os.environ.get('OMP_NUM_THREADS')} {torch.get_num_threads()}")
         deadline = time.monotonic() + self.timeout
         while len(list(self.dir.iterdir())) < self.parties:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"rendezvous: only {len(list(self.dir.iterdir()))} of {self.parties} processes")
             time.sleep(0.05)
+        if self.stage_counter:
+            ctx.stage("shared", {"for": "every run"}, self._compute_stage)
         return _ctr(ctx)
+
+    def _compute_stage(self, out_dir: Path) -> None:
+        with open(self.stage_counter, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        time.sleep(1.0)  # long enough for the other worker, released by the rendezvous too, to ask meanwhile
+        (out_dir / "weights").write_text("w")
 
 
 @hookimpl
 def ctrbench_register_methods(register) -> None:
     register("crash-once", CrashOnce, summary="test only: kills its process the first time")
     register("rendezvous", Rendezvous, summary="test only: waits for N processes to run at once")
+
+
+def busy(mark: str, seconds: float) -> None:
+    """A long task that says when it has started."""
+    Path(mark).touch()
+    time.sleep(seconds)
+
+
+def exit_at_start(threads, pins=None) -> None:
+    """Stands in for the pool's worker initializer: a worker that dies before it can run anything (appends its
+    pid to the file named by CTRBENCH_TEST_STARTS first)."""
+    with open(os.environ["CTRBENCH_TEST_STARTS"], "a") as f:
+        f.write(f"{os.getpid()}\n")
+    os._exit(4)
 
 
 def stage_process(stage_root: str, counter: str, ready_dir: str, out: str) -> None:
