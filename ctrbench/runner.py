@@ -32,7 +32,7 @@ from ctrbench.data.types import CTRData
 from ctrbench.errors import CtrbenchError, DataError, PluginError, RunError, SuiteError, UsageError
 from ctrbench.plugins import DISABLE_ENV, Plugins, load_plugins
 from ctrbench.provenance import environment
-from ctrbench.registry import check_config_keys
+from ctrbench.registry import check_config
 from ctrbench.results import Predictions, RunResult
 from ctrbench.spec import RunSpec, canonical_json
 from ctrbench.stats import auc, bucket_metrics, logloss
@@ -121,30 +121,32 @@ class Session:
 # -- validation against the registries ---------------------------------------------------------------
 
 def validate_components(suite: Suite, specs: list[RunSpec], plugins: Plugins) -> None:
-    """Every name exists and every config key is a real argument; errors name the suite file."""
+    """Every name exists, every config key is a real argument with a value of the annotated type, and every
+    required argument is set; one line naming the suite file and every problem found (not only the first)."""
     seen: set[str] = set()
+    problems: list[str] = []
     checks = (("dataset", "datasets", ()), ("method", "methods", ()), ("ctr", "ctr", CTR_RESERVED),
               ("plm", "plm", ()))
-    for spec in specs:
-        for attr, kind, reserved in checks:
-            ref = getattr(spec, attr)
-            if ref is None:
-                continue
-            sig = canonical_json([attr, ref.name, ref.config])
-            if sig in seen:
-                continue
-            seen.add(sig)
-            try:
-                entry = plugins.registry(kind).get(ref.name)
-                check_config_keys(entry.factory, ref.config, f"{kind} '{ref.name}'", reserved)
-            except PluginError as exc:
-                hint = plugins.failure_hint() if "unknown" in str(exc) else ""
-                raise SuiteError(f"{suite.path}: {attr}: {exc}{hint}") from None
-    try:
-        entry = plugins.registry("executors").get(suite.executor.name)
-        check_config_keys(entry.factory, suite.executor.config, f"executor '{suite.executor.name}'", ())
-    except PluginError as exc:
-        raise SuiteError(f"{suite.path}: executor: {exc}") from None
+    refs = [(attr, kind, reserved, getattr(spec, attr)) for spec in specs for attr, kind, reserved in checks]
+    refs.append(("executor", "executors", (), suite.executor))
+    for attr, kind, reserved, ref in refs:
+        if ref is None:
+            continue
+        sig = canonical_json([attr, ref.name, ref.config])
+        if sig in seen:
+            continue
+        seen.add(sig)
+        try:
+            entry = plugins.registry(kind).get(ref.name)
+            check_config(entry.factory, ref.config, f"{kind.removesuffix('s') if attr == 'executor' else kind} "
+                                                    f"'{ref.name}'", reserved)
+        except PluginError as exc:
+            hint = ""
+            if str(exc).startswith("unknown "):
+                hint = plugins.failure_hint() + plugins.unregistered_hint(ref.name)
+            problems.append(f"{attr}: {exc}{hint}")
+    if problems:
+        raise SuiteError(f"{suite.path}: {' | '.join(dict.fromkeys(problems))}")
 
 
 def plan(suite: Suite, plugins: Plugins) -> list[RunSpec]:

@@ -94,11 +94,21 @@ def check_ctr_backbone(factory: Callable[..., Any], *, config: dict[str, Any] | 
     history when the model adds pooled vectors to ``E``.
 
     ``with_history``: add a ``history`` sequence field (sharing ``item_id``) to the fields and
-    ``sequences["history"]`` to the batch, for sequence models. ``embed`` must then return the F
+    ``sequences["history"]`` to the batch, for sequence models. ``config`` holds the model's own keys;
+    ``embed_dim`` is the ``embed_dim=`` argument (a ``TypeError`` says so when ``config`` sets it), and
+    ``fields``/``num_extra_fields`` are the kit's to set. ``embed`` must then return the F
     categorical field embeddings first, followed by any vectors the model derives from sequences; their
     number is ``model.num_inputs - model.num_extra_fields - F`` (0 for models that ignore sequences).
     """
     config = dict(config or {})
+    if "embed_dim" in config:
+        raise TypeError(f"check_ctr_backbone: config sets 'embed_dim' ({config['embed_dim']!r}), which the kit passes "
+                        f"to the factory itself; use check_ctr_backbone(..., embed_dim={config['embed_dim']!r}) "
+                        "instead")
+    for key in ("fields", "num_extra_fields"):
+        if key in config:
+            raise TypeError(f"check_ctr_backbone: config sets '{key}', which the kit passes to the factory itself "
+                            "(synthetic fields; 0, then 2 extra fields); remove it from config")
     who = _describe(factory, config)
     fields = synthetic_fields(with_history)
     batch = synthetic_batch(fields, seed=seed)

@@ -57,15 +57,38 @@ def test_run_finished_hook_is_called_and_a_raising_tracker_is_contained():
 def test_duplicate_name_error_names_both_plugins():
     a = _module("plugin-a", ctrbench_register_ctr_backbones=lambda register: register("dup", object))
     b = _module("plugin-b", ctrbench_register_ctr_backbones=lambda register: register("dup", object))
-    with pytest.raises(PluginError, match="ctr 'dup' is registered twice: by plugin 'plugin-[ab]' and by plugin "
-                                          "'plugin-[ab]'"):
-        load_plugins(extra=[("plugin-a", a), ("plugin-b", b)])
+    plugins = load_plugins(extra=[("plugin-a", a), ("plugin-b", b)])  # loading does not fail
+    message = ("ctr 'dup' is registered twice: by plugin 'plugin-a' and by plugin 'plugin-b'; rename or uninstall "
+               "one, or disable its plugin with CTRBENCH_DISABLE_PLUGINS=<plugin name>")
+    assert plugins.duplicates == [message]
+    with pytest.raises(PluginError) as info:
+        plugins.registry("ctr").get("dup")
+    assert str(info.value) == message
+    assert [e.plugin for e in plugins.registry("ctr").find("dup")] == ["plugin-a", "plugin-b"]
 
 
-def test_duplicate_of_a_builtin_name_is_an_error():
+def test_duplicate_of_a_builtin_name_is_an_error_only_where_it_is_used(caplog):
     clash = _module("clash", ctrbench_register_ctr_backbones=lambda register: register("dnn", object))
-    with pytest.raises(PluginError, match="'dnn' is registered twice: by plugin 'builtin-ctr' and by plugin 'clash'"):
-        load_plugins(extra=[("clash", clash)])
+    plugins = load_plugins(extra=[("clash", clash)])
+    assert "ctr 'dnn' is registered twice: by plugin 'builtin-ctr' and by plugin 'clash'" in caplog.text
+    with pytest.raises(PluginError, match="^ctr 'dnn' is registered twice: by plugin 'builtin-ctr' and by plugin "
+                                          "'clash'; "):
+        plugins.registry("ctr").get("dnn")
+    assert plugins.registry("ctr").get("fm").plugin == "builtin-ctr"  # every other name still works
+
+
+def test_list_and_plugins_commands_survive_a_duplicate_third_party_name(monkeypatch, capsys):
+    import ctrbench.cli as cli
+
+    clash = _module("clash", ctrbench_register_ctr_backbones=lambda register: register("dnn", object,
+                                                                                        summary="a clashing dnn"))
+    monkeypatch.setattr(cli, "load_plugins", lambda: load_plugins(extra=[("clash", clash)]))
+    assert cli.main(["list", "ctr", "dnn"]) == 0
+    out = capsys.readouterr().out
+    assert "builtin-ctr" in out and "clash" in out and "a clashing dnn" in out
+    assert cli.main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "clash" in out and "builtin-ctr" in out
 
 
 def test_unknown_name_suggests_close_matches():
@@ -142,3 +165,45 @@ def test_hookspecs_are_all_documented_in_plugins_guide():
     missing = [h for h in hooks if f"`{h}" not in doc]
     assert not missing, f"hooks without a section in docs/plugins.md: {missing}"
 
+
+
+def test_every_unknown_config_key_is_named():
+    def factory(fields, *, embed_dim=16, hidden_units=(1,)):
+        return None
+
+    with pytest.raises(PluginError) as info:
+        check_config_keys(factory, {"hiden_units": (2,), "embed_dims": 4}, "ctr 'dnn'", reserved=("fields",))
+    assert str(info.value) == ("ctr 'dnn': unknown config key 'hiden_units' (did you mean 'hidden_units'?); unknown "
+                               "config key 'embed_dims' (did you mean 'embed_dim'?); allowed: embed_dim, hidden_units")
+
+
+def test_conformance_kit_explains_embed_dim_in_config():
+    from ctrbench.testing import check_ctr_backbone
+    from ctrbench_ctr.dnn import DNN
+
+    with pytest.raises(TypeError) as info:
+        check_ctr_backbone(DNN, config={"embed_dim": 4})
+    assert str(info.value) == ("check_ctr_backbone: config sets 'embed_dim' (4), which the kit passes to the factory "
+                               "itself; use check_ctr_backbone(..., embed_dim=4) instead")
+    with pytest.raises(TypeError, match="config sets 'num_extra_fields'"):
+        check_ctr_backbone(DNN, config={"num_extra_fields": 1})
+
+
+def test_paper_citations_are_real_references():
+    """`ctrbench list` cites papers, not files outside a clone; the Llama PLMs cite the Llama papers."""
+    import re
+    from pathlib import Path
+
+    from ctrbench.registry import KINDS
+
+    plugins = load_plugins()
+    root = Path(__file__).parent.parent
+    for kind in KINDS:
+        for entry in plugins.registry(kind).find():
+            for path in re.findall(r"[\w./-]+\.(?:md|txt|pdf)\b", entry.paper):
+                inside = not path.startswith("..") and (root / path).is_file()
+                assert inside, f"{kind} '{entry.name}' cites {path}, which a clone does not have"
+    plm = plugins.registry("plm")
+    assert plm.get("llama-2-7b").paper.startswith("Touvron et al., Llama 2:")
+    assert plm.get("llama-3-8b").paper.startswith("Llama Team, AI @ Meta, The Llama 3 Herd of Models")
+    assert "Lin et al., ClickPrompt" in plugins.registry("methods").get("clickprompt").paper

@@ -152,3 +152,21 @@ def test_grid_values_are_validated(tmp_path, grid, message):
                             "exclude:\n  - {ctr: lr, train.lr: 0.01}\n", "")
     with pytest.raises(SuiteError, match=message):
         load_suite(write(tmp_path, text))
+
+
+def test_config_values_are_typed_at_validation(tmp_path):
+    path = write(tmp_path, GOOD.replace("{name: dnn, hidden_units: [8], label: dnn-small}",
+                                        '{name: dnn, embed_dim: "8", label: dnn-small}'))
+    with pytest.raises(SuiteError) as info:
+        plan(load_suite(path), load_plugins())
+    assert str(info.value) == f"{path}: ctr: ctr 'dnn': embed_dim must be an integer, got str '8'"
+
+
+def test_two_bad_values_are_both_reported(tmp_path):
+    path = write(tmp_path, GOOD.replace("  ctr: [lr, fm, {name: dnn, hidden_units: [8], label: dnn-small}]\n", "")
+                 .replace("baseline: {ctr: fm}\n", ""))
+    suite = load_suite(path, ['ctr={name: dnn, embed_dim: "8", batch_norm: "no"}'])
+    with pytest.raises(SuiteError) as info:
+        plan(suite, load_plugins())
+    assert str(info.value) == (f"{path}: ctr: ctr 'dnn': embed_dim must be an integer, got str '8'; "
+                               "batch_norm must be true or false, got str 'no'")

@@ -12,5 +12,5 @@ def ctrbench_register_methods(register: Register) -> None:
     register("clickprompt", clickprompt,
              summary="CTR model generates layer-wise soft prompts for a PLM; PA-MLM pretraining; finetune "
                      "with or without the PLM",
-             paper="Li et al., ClickPrompt: CTR Models are Strong Prompt Generators for Adapting Language "
+             paper="Lin et al., ClickPrompt: CTR Models are Strong Prompt Generators for Adapting Language "
                    "Models to CTR Prediction, WWW 2024 (arXiv:2310.09234)")

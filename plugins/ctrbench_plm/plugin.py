@@ -96,7 +96,11 @@ def random_llama(path: str | None = None, seed: int = 0, hidden_size: int = 32, 
                  num_kv_heads=num_kv_heads)
 
 
-_SLLM4CTR = "Self-monitoring LLMs for CTR prediction (SLLM4CTR), see docs/methods/sllm4ctr.md"
+_PAPERS = {
+    "llama-2-7b": "Touvron et al., Llama 2: Open Foundation and Fine-Tuned Chat Models, 2023 (arXiv:2307.09288)",
+    "llama-3-8b": "Llama Team, AI @ Meta, The Llama 3 Herd of Models, 2024 (arXiv:2407.21783)",
+    "qwen2.5-0.5b": "Qwen Team, Qwen2.5 Technical Report, 2024 (arXiv:2412.15115)",
+}
 
 
 def _register_causal(register: Register) -> None:
@@ -112,7 +116,7 @@ def _register_causal(register: Register) -> None:
             ("llama-2-7b", llama_2_7b, 32, 4096, "6.7B"), ("llama-3-8b", llama_3_8b, 32, 4096, "8.0B"),
             ("qwen2.5-0.5b", qwen2_5_0_5b, 24, 896, "494M")):
         register(name, factory, summary=f"{name} (hub: {sources.CAUSAL_HUB_IDS[name]}); GPU sized",
-                 paper=_SLLM4CTR if name.startswith("llama") else "Qwen Team, Qwen2.5 Technical Report, 2024",
+                 paper=_PAPERS[name],
                  source=f"hub {sources.CAUSAL_HUB_IDS[name]}", layers=layers, hidden=hidden, params=params,
                  **common)
     register("random-llama", random_llama,

@@ -17,4 +17,4 @@ def ctrbench_register_methods(register: Register) -> None:
     register("sllm4ctr", sllm4ctr,
              summary="TallRec + adaptive temperature (Eq. 2) + label-matching loss (Eq. 4), each switchable",
              paper="Self-monitoring LLMs for CTR prediction (SLLM4CTR): adaptive temperature and label matching "
-                   "loss, see ../shared/papers/sllm4ctr.txt and docs/methods/sllm4ctr.md")
+                   "loss; the method as implemented, with its equations: docs/methods/sllm4ctr.md")
