@@ -17,7 +17,9 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Sequence
@@ -351,7 +353,25 @@ def _save_traceback(args: argparse.Namespace | None, exc: BaseException) -> Path
     return None
 
 
+def _terminate_as_interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM (``kill``, a SLURM time limit, a container stop) takes the Ctrl-C path: the executor stops its
+    worker processes and finished runs stay stored. Left at its default, SIGTERM kills only this process and
+    its pool workers live on as orphans, computing runs nobody collects."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args: argparse.Namespace | None = None
     try:
         args = _parser().parse_args(argv)

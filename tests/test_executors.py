@@ -426,3 +426,39 @@ def test_progress_names_the_worker_of_each_running_run(tmp_path):
     assert snap.workers == 2 and {r.where for r in snap.running} == {"box:11", "box:12"}
     text = "".join(seg.text for seg in Console(width=200).render(progress))
     assert "2 running on 2 workers · 0 done" in text and "box:11" in text and "box:12" in text
+
+
+def test_sigterm_stops_the_workers_too(tmp_path):
+    """`kill PID` (or a SLURM time limit) on `ctrbench run` takes the Ctrl-C path: exit 130 and no worker left
+    computing a run nobody will collect."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    slow = ["dataset={name: synthetic, num_samples: 20000, num_fields: 4, vocab_size: 30, history_length: 0}",
+            "seeds=[1]", "train.epochs=200", "train.patience=200"]
+    proc = subprocess.Popen([sys.executable, "-m", "ctrbench.cli", "run", QUICKSTART, "--store", "runs",
+                             "--workers", "2", "--leaderboards", "boards", "--set", *slow],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    claims = tmp_path / "runs" / ".ctrbench" / "claims" / "quickstart"
+    deadline = time.monotonic() + 120
+    while len(list(claims.glob("*.json"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    pids = {json.loads(p.read_text())["pid"] for p in claims.glob("*.json")}
+    assert len(pids) == 2 and proc.pid not in pids  # two workers are computing runs
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130
+    assert "interrupted" in proc.stdout.read()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
