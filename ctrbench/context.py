@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any, Protocol
 import torch
 from filelock import FileLock, Timeout
 
+from ctrbench.atomic import make_dirs, make_temp_dir
 from ctrbench.data.types import CTRData
 from ctrbench.plugins import Plugins
 from ctrbench.results import Predictions
@@ -77,14 +77,19 @@ class RunContext:
         if (final / ".done").exists():
             log.info("stage %s: reusing %s", name, final)
             return final
-        self.stage_root.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.stage_root)
         lock = FileLock(self.stage_root / f".{key}.lock")
         locked = _acquire(lock, name, final)
         try:
             if (final / ".done").exists():  # finished by the process that held the lock
                 log.info("stage %s: reusing %s", name, final)
                 return final
-            tmp = Path(tempfile.mkdtemp(dir=self.stage_root, prefix=f".{key}."))
+            if locked:  # nobody else computes this stage now: temp folders of a killed attempt are leftovers
+                for old in self.stage_root.glob(f".{key}.*"):
+                    if old.is_dir():
+                        log.info("stage %s: removing %s, left by an interrupted attempt", name, old)
+                        shutil.rmtree(old, ignore_errors=True)
+            tmp = make_temp_dir(self.stage_root, f".{key}.")
             try:
                 fn(tmp)
                 (tmp / ".done").write_text(name + "\n")

@@ -381,6 +381,31 @@ def test_stage_without_working_file_locks_still_runs_and_keeps_the_first_copy(tm
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == [path.name]  # no temp dir
 
 
+
+def test_a_killed_stage_attempt_is_cleaned_and_stages_honour_the_umask(tmp_path):
+    """The temp folder of a stage whose process was killed is removed by the next process that takes the stage's
+    lock, and stage folders get the umask's permissions (group-readable on a shared store), not 0700."""
+    import stat
+
+    import ctrbench.context as context
+
+    key = f"pretrain-{context.content_hash({'a': 1})}"
+    leftover = tmp_path / f".{key}.killed01"
+    leftover.mkdir()
+    (leftover / "weights").write_text("half")
+    other = tmp_path / ".another-stage.killed02"  # another stage's temp folder: not ours to touch
+    other.mkdir()
+    old = os.umask(0o022)
+    try:
+        ctx = context.RunContext(None, None, None, None, None, None, tmp_path)
+        path = ctx.stage("pretrain", {"a": 1}, lambda out: (out / "weights").write_text("done"))
+    finally:
+        os.umask(old)
+    assert (path / "weights").read_text() == "done"
+    assert not leftover.exists() and other.exists()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o755
+
+
 # -- progress --------------------------------------------------------------------------------------------
 
 def _spec(ctr: str, seed: int) -> RunSpec:
