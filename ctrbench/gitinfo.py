@@ -11,14 +11,17 @@ import ctrbench
 
 
 def git_state(cwd: Path | None = None) -> tuple[str, bool]:
-    """(commit, dirty) of the ctrbench checkout, or ("unknown", False) outside git. Untracked files do not
-    count as dirty: they cannot change what the tracked code computes."""
+    """(commit, dirty) of the ctrbench checkout, or ("unknown", False) outside git. Untracked files and the
+    generated boards do not count as dirty: they cannot change what the tracked code computes."""
     cwd = cwd or Path(ctrbench.__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                                 timeout=5).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                                    capture_output=True, text=True, timeout=5).stdout.strip())
+        # leaderboards/ is output: `ctrbench run A` rewrites leaderboards/A.md, which must not make the runs of a
+        # following `ctrbench run B` in the same checkout count as computed by modified code
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                     ":(exclude)leaderboards"], cwd=cwd, capture_output=True, text=True,
+                                    timeout=5).stdout.strip())
     except (OSError, subprocess.SubprocessError):
         return "unknown", False
     return commit or "unknown", dirty

@@ -416,3 +416,25 @@ def test_a_suite_narrowed_to_one_config_has_nothing_to_compare(tmp_path: Path) -
     runs = build(tmp_path / "store", suite, lambda lab, seed, y: baseline_scores(seed, y))
     assert compare_to_baseline(suite, runs) == []
     assert "has nothing to be compared with on this board" in render_leaderboard(suite, runs)
+
+
+def test_a_rewritten_board_does_not_make_the_tree_dirty(tmp_path: Path) -> None:
+    """`ctrbench run A` rewrites leaderboards/A.md; the runs of `ctrbench run B` next are still from clean code."""
+    import subprocess
+
+    from ctrbench.gitinfo import git_state
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "leaderboards").mkdir()
+    (tmp_path / "leaderboards" / "a.md").write_text("old\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    (tmp_path / "leaderboards" / "a.md").write_text("new board\n")
+    commit, dirty = git_state(tmp_path)
+    assert len(commit) == 40 and not dirty
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_state(tmp_path) == (commit, True)
