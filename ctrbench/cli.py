@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     suite_args(val)
 
     ls = sub.add_parser("list", help="list registered components")
-    ls.add_argument("kind", nargs="?", choices=KINDS, help="datasets | ctr | plm | methods | executors")
+    ls.add_argument("kind", nargs="?", choices=KINDS, help=" | ".join(KINDS))
     ls.add_argument("pattern", nargs="?", default="*", help="glob, e.g. '*dcn*'")
 
     sub.add_parser("plugins", help="show every plugin and whether it loaded")
@@ -133,6 +133,7 @@ def cmd_validate(args: argparse.Namespace, console: Any) -> int:
 def cmd_run(args: argparse.Namespace, console: Any) -> int:
     from ctrbench.leaderboard import write_leaderboard
     from ctrbench.progress import RichReporter, SuiteProgress
+    from ctrbench.protocols import runs_elsewhere
     from ctrbench.runner import (
         Session,
         adopt_identical_runs,
@@ -183,7 +184,7 @@ def cmd_run(args: argparse.Namespace, console: Any) -> int:
     reporter = RichReporter(console)
     # runs on other machines (executor.remote) resolve --device there: a login node needs no GPU
     session = Session.create(store.root, args.device, args.threads, reporter, plugins,
-                             check_device=not getattr(executor, "remote", False))
+                             check_device=not runs_elsewhere(executor))
     progress = SuiteProgress(console, store, todo, session.invocation, title=suite.name, reporter=reporter)
 
     def on_claimed(spec, message: str) -> None:

@@ -1,4 +1,4 @@
-"""What a method sees when it runs: the `RunContext`, and the `Method` protocol it implements."""
+"""What a method sees when it runs: the `RunContext` (its `Method` protocol is in `ctrbench.protocols`)."""
 
 from __future__ import annotations
 
@@ -7,25 +7,20 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from filelock import FileLock, Timeout
 
 from ctrbench.atomic import make_dirs, make_temp_dir
+from ctrbench.cost import parameter_counts
 from ctrbench.data.types import CTRData
 from ctrbench.plugins import Plugins
 from ctrbench.results import Predictions
 from ctrbench.spec import RunSpec, content_hash
-from ctrbench.trainer import Reporter, Trainer, count_parameters
+from ctrbench.trainer import Reporter, Trainer
 
 log = logging.getLogger(__name__)
-
-
-class Method(Protocol):
-    """A fusion method: turns a context into validation/test predictions."""
-
-    def run(self, ctx: RunContext) -> Predictions: ...
 
 
 @dataclass
@@ -130,18 +125,20 @@ def _publish(tmp: Path, final: Path) -> None:
 
 def predictions_of(ctx: RunContext, model: torch.nn.Module, train_seconds: float, epochs: int,
                    forward: Callable[[torch.nn.Module, Any], torch.Tensor] | None = None) -> Predictions:
-    """The usual ending of a method: predict valid/test, time inference, count parameters."""
+    """The usual ending of a method: predict valid/test, time inference, count parameters (`ctrbench.cost`)."""
     import time
 
     t = time.perf_counter()
     test = ctx.trainer.predict(model, ctx.data, "test", forward)
     infer = time.perf_counter() - t
+    total, trainable = parameter_counts(model)
     return Predictions(
         valid=ctx.trainer.predict(model, ctx.data, "valid", forward),
         test=test,
-        n_params=count_parameters(model),
+        n_params=total,
         train_seconds=train_seconds,
         infer_seconds=infer,
         infer_ms_per_batch=ctx.trainer.time_inference(model, ctx.data, forward=forward),
         epochs=epochs,
+        trainable_params=trainable,
     )

@@ -21,19 +21,12 @@ import pluggy
 
 from ctrbench import hookspecs
 from ctrbench.errors import PluginError
+from ctrbench.kinds import KINDS
 from ctrbench.registry import Registry
 
 log = logging.getLogger(__name__)
 
 DISABLE_ENV = "CTRBENCH_DISABLE_PLUGINS"
-
-_HOOK_FOR_KIND = {
-    "datasets": "ctrbench_register_datasets",
-    "ctr": "ctrbench_register_ctr_backbones",
-    "plm": "ctrbench_register_plms",
-    "methods": "ctrbench_register_methods",
-    "executors": "ctrbench_register_executors",
-}
 
 
 @dataclass(frozen=True)
@@ -196,11 +189,12 @@ def load_plugins(extra: list[tuple[str, object]] | None = None) -> Plugins:
     except pluggy.PluginValidationError as exc:
         raise PluginError(f"plugin '{exc.plugin}' implements a hook that ctrbench does not define: {exc}") from None
 
-    registries: dict[str, Registry[Any]] = {kind: Registry(kind) for kind in _HOOK_FOR_KIND}
-    for kind, hook_name in _HOOK_FOR_KIND.items():
+    registries: dict[str, Registry[Any]] = {kind.name: Registry(kind.name) for kind in KINDS}
+    for kind in KINDS:
+        hook_name = kind.hook
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             plugin_name = impl.plugin_name
-            registry = registries[kind]
+            registry = registries[kind.name]
 
             def register(name: str, factory: Any, _p: str = plugin_name, _r: Registry[Any] = registry,
                          **meta: Any) -> None:

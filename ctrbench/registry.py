@@ -16,10 +16,11 @@ from typing import Any, Generic, TypeVar
 
 from ctrbench.configtypes import config_type_problems, missing_config_keys
 from ctrbench.errors import PluginError
+from ctrbench.kinds import NAMES
 
 T = TypeVar("T")
 
-KINDS = ("datasets", "ctr", "plm", "methods", "executors")
+KINDS = NAMES  # the kind names, from the one table in ``ctrbench.kinds``
 
 
 @dataclass(frozen=True)

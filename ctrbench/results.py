@@ -10,7 +10,12 @@ import numpy as np
 
 @dataclass
 class Predictions:
-    """Click probabilities of a trained model on the validation and test rows (in split order)."""
+    """Click probabilities of a trained model on the validation and test rows (in split order).
+
+    Costs come from `ctrbench.cost` for every method: ``n_params`` counts what runs at inference (ClickPrompt
+    without the PLM: the backbone alone; an LLM: base model plus adapters), ``trainable_params`` what training
+    updated (-1: not reported), ``infer_ms_per_batch`` the median over warm batches of 128 test rows.
+    """
 
     valid: np.ndarray
     test: np.ndarray
@@ -20,6 +25,7 @@ class Predictions:
     infer_ms_per_batch: float = float("nan")
     epochs: int = 0
     extra: dict[str, float] = field(default_factory=dict)
+    trainable_params: int = -1
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,7 @@ class RunResult:
     infer_ms_per_batch: float = float("nan")
     epochs: int = 0
     error: str = ""
+    trainable_params: int = -1
 
     @property
     def ok(self) -> bool:

@@ -30,7 +30,11 @@ from ctrbench.data.buckets import headtail_item_masks, longtail_masks
 from ctrbench.data.cache import cache_root
 from ctrbench.data.types import CTRData
 from ctrbench.errors import CtrbenchError, DataError, PluginError, RunError, SuiteError, UsageError
+from ctrbench.kinds import KINDS, PER_RUN
+from ctrbench.kinds import kind as kind_of
+from ctrbench.needs import check_data_needs, needs_problems
 from ctrbench.plugins import DISABLE_ENV, Plugins, load_plugins
+from ctrbench.protocols import Executor
 from ctrbench.provenance import environment
 from ctrbench.registry import check_config
 from ctrbench.results import Predictions, RunResult
@@ -43,7 +47,7 @@ from ctrbench.trainer import NullReporter, Reporter, TrainConfig, Trainer, eval_
 log = logging.getLogger(__name__)
 
 # Keyword arguments the runner itself passes to CTR factories; not settable from a suite.
-CTR_RESERVED = ("fields", "num_extra_fields")
+CTR_RESERVED = kind_of("ctr").reserved
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 # The status of a result that says "another process holds this run's claim": not stored, not a failure;
 # `run_suite` waits for that process and reports the result it stores.
@@ -121,30 +125,31 @@ class Session:
 # -- validation against the registries ---------------------------------------------------------------
 
 def validate_components(suite: Suite, specs: list[RunSpec], plugins: Plugins) -> None:
-    """Every name exists, every config key is a real argument with a value of the annotated type, and every
-    required argument is set; one line naming the suite file and every problem found (not only the first)."""
+    """Every name exists, every config key is a real argument with a value of the annotated type, every
+    required argument is set, and every run gives its method what the method declares it needs (`needs_problems`);
+    one line naming the suite file and every problem found (not only the first)."""
     seen: set[str] = set()
     problems: list[str] = []
-    checks = (("dataset", "datasets", ()), ("method", "methods", ()), ("ctr", "ctr", CTR_RESERVED),
-              ("plm", "plm", ()))
-    refs = [(attr, kind, reserved, getattr(spec, attr)) for spec in specs for attr, kind, reserved in checks]
-    refs.append(("executor", "executors", (), suite.executor))
-    for attr, kind, reserved, ref in refs:
+    refs = [(kind, getattr(spec, kind.key)) for spec in specs for kind in PER_RUN]
+    refs += [(kind, suite.executor) for kind in KINDS if not kind.per_run]
+    for kind, ref in refs:
         if ref is None:
             continue
-        sig = canonical_json([attr, ref.name, ref.config])
+        sig = canonical_json([kind.key, ref.name, ref.config])
         if sig in seen:
             continue
         seen.add(sig)
+        # per-run components are named by their registry name, as unknown-name errors do ("datasets 'x'")
+        what = f"{kind.name if kind.per_run else kind.label} '{ref.name}'"
         try:
-            entry = plugins.registry(kind).get(ref.name)
-            check_config(entry.factory, ref.config, f"{kind.removesuffix('s') if attr == 'executor' else kind} "
-                                                    f"'{ref.name}'", reserved)
+            entry = plugins.registry(kind.name).get(ref.name)
+            check_config(entry.factory, ref.config, what, kind.reserved)
         except PluginError as exc:
             hint = ""
             if str(exc).startswith("unknown "):
                 hint = plugins.failure_hint() + plugins.unregistered_hint(ref.name)
-            problems.append(f"{attr}: {exc}{hint}")
+            problems.append(f"{kind.key}: {exc}{hint}")
+    problems += needs_problems(specs, plugins)
     if problems:
         raise SuiteError(f"{suite.path}: {' | '.join(dict.fromkeys(problems))}")
 
@@ -266,9 +271,13 @@ def _run_claimed(spec: RunSpec, session: Session, suite: Suite) -> RunResult:
         if classes_key not in session._classes_checked:
             check_scored_classes(spec, data)
             session._classes_checked.add(classes_key)
-        trainer = Trainer(TrainConfig.from_dict(spec.train), session.device, session.reporter,
+        method_entry = session.plugins.registry("methods").get(spec.method.name)
+        check_data_needs(method_entry, data)
+        method = method_entry.create(**spec.method.config)
+        # a method's own defaults (an LLM's learning rate) for the train keys the suite leaves out
+        train = {**getattr(method, "train_defaults", {}), **spec.train}
+        trainer = Trainer(TrainConfig.from_dict(train), session.device, session.reporter,
                           run_name=f"{spec.config_label()} seed {spec.seed}", seed=spec.seed)
-        method = session.plugins.registry("methods").get(spec.method.name).create(**spec.method.config)
         ctx = RunContext(spec, data, session.plugins, trainer, session.device, session.reporter,
                          session.store.root / "_stages")
         preds = method.run(ctx)
@@ -276,7 +285,7 @@ def _run_claimed(spec: RunSpec, session: Session, suite: Suite) -> RunResult:
         result = RunResult(spec.run_id, "ok", _metrics(data, preds, scored),
                            _buckets(data, preds.test, suite.buckets, scored["test"]),
                            preds.n_params, preds.train_seconds, preds.infer_seconds, preds.infer_ms_per_batch,
-                           preds.epochs)
+                           preds.epochs, trainable_params=preds.trainable_params)
     except (DataError, KeyboardInterrupt):
         root.removeHandler(capture)
         root.setLevel(prev_level)
@@ -336,14 +345,14 @@ def _worker_info(session: Session) -> dict[str, Any]:
 def _plugin_origins(spec: RunSpec, plugins: Plugins) -> dict[str, dict[str, str]]:
     infos = {i.name: i for i in plugins.infos}
     out = {}
-    for attr, kind in (("dataset", "datasets"), ("method", "methods"), ("ctr", "ctr"), ("plm", "plm")):
-        ref = getattr(spec, attr)
-        if ref is None or ref.name not in plugins.registry(kind):
+    for kind in PER_RUN:
+        ref = getattr(spec, kind.key)
+        if ref is None or ref.name not in plugins.registry(kind.name):
             continue
-        plugin = plugins.registry(kind).get(ref.name).plugin
+        plugin = plugins.registry(kind.name).get(ref.name).plugin
         info = infos.get(plugin)
-        out[attr] = {"name": ref.name, "plugin": plugin,
-                     "distribution": f"{info.distribution} {info.version}" if info else "?"}
+        out[kind.key] = {"name": ref.name, "plugin": plugin,
+                         "distribution": f"{info.distribution} {info.version}" if info else "?"}
     return out
 
 
@@ -475,9 +484,10 @@ def lost_run(spec: RunSpec, reason: str) -> RunResult:
 
 @dataclass
 class InProcessRun:
-    """The ``run_one`` that `run_suite` hands an executor: ``run_one(spec)`` runs a spec in this process
-    (with this session's loaded datasets and progress bars); ``run_one.job`` is the picklable `RunJob` an
-    executor sends to its workers, which call ``execute_job(run_one.job, spec)``."""
+    """The ``run_one`` that `run_suite` hands an executor (the `ctrbench.protocols.RunOne` protocol):
+    ``run_one(spec)`` runs a spec in this process (with this session's loaded datasets and progress bars);
+    ``run_one.job`` is the picklable `RunJob` an executor sends to its workers, which call
+    ``execute_job(run_one.job.for_worker(threads, gpus), spec)``."""
 
     job: RunJob
     session: Session
@@ -485,6 +495,23 @@ class InProcessRun:
 
     def __call__(self, spec: RunSpec) -> RunResult:
         return _run_if_needed(spec, self.session, self.suite, self.job.rerun, self.job.stamps)
+
+    @property
+    def store(self) -> Store:
+        """The store every run writes, wherever it runs."""
+        return self.session.store
+
+    @property
+    def device(self) -> torch.device:
+        """This process's device (workers resolve ``job.device`` themselves)."""
+        return self.session.device
+
+    def unshippable_plugins(self) -> list[str]:
+        """Plugins registered in this process (``load_plugins(extra=...)``) that ``job`` cannot ship to a worker
+        process: runs that may need them have to stay in this process."""
+        shipped = {name for name, _, _ in self.job.plugins}
+        return [i.name for i in self.session.plugins.infos
+                if i.distribution == "(in-process)" and i.status == "loaded" and i.name not in shipped]
 
 
 # -- a whole suite ------------------------------------------------------------------------------------
@@ -521,13 +548,13 @@ def adopt_identical_runs(suite: Suite, store: Store, specs: list[RunSpec], rerun
     return adopted
 
 
-def create_executor(suite: Suite, plugins: Plugins) -> Any:
+def create_executor(suite: Suite, plugins: Plugins) -> Executor:
     return plugins.registry("executors").get(suite.executor.name).create(**suite.executor.config)
 
 
 def run_suite(suite: Suite, session: Session, rerun: str = "never",
               on_result: Callable[[RunSpec, RunResult], None] | None = None,
-              executor: Any = None, on_claimed: Callable[[RunSpec, str], None] | None = None,
+              executor: Executor | None = None, on_claimed: Callable[[RunSpec, str], None] | None = None,
               poll_seconds: float = 1.0) -> SuiteOutcome:
     """Run every spec of the suite that the store does not hold yet (see ``rerun``).
 
@@ -596,6 +623,6 @@ def _wait_for_claims(store: Store, waiting: dict[str, RunSpec], stamps: dict[str
         time.sleep(poll_seconds)
 
 
-__all__ = ["CLAIMED", "InProcessRun", "RunJob", "Session", "SuiteOutcome", "adopt_identical_runs",
-           "check_device_name", "check_scored_classes", "check_threads", "claimed_result", "create_executor",
-           "execute_job", "lost_run", "plan", "run_one", "run_suite", "validate_components"]
+__all__ = ["CLAIMED", "InProcessRun", "RunJob", "Session", "SuiteOutcome", "adopt_identical_runs", "check_device_name",
+           "check_scored_classes", "check_threads", "claimed_result", "create_executor", "execute_job", "lost_run",
+           "plan", "run_one", "run_suite", "validate_components"]

@@ -17,6 +17,8 @@ import yaml
 
 from ctrbench import yaml_safe
 from ctrbench.errors import SuiteError
+from ctrbench.kinds import AXES, PER_RUN
+from ctrbench.kinds import kind as kind_of
 from ctrbench.names import InvalidName, check_slug
 from ctrbench.registry import did_you_mean
 from ctrbench.spec import ComponentRef, RunSpec
@@ -26,8 +28,9 @@ SCHEMA_VERSION = 1
 ANALYSES = ("overall", "compat", "ablation", "longtail", "headtail", "efficiency")
 TOP_KEYS = ("schema_version", "name", "description", "analysis", "datasets", "seeds", "defaults", "grid",
             "variants", "exclude", "baseline", "buckets", "significance", "rel_impr", "executor", "store")
-DEFAULT_KEYS = ("method", "ctr", "plm", "train")
-COMPONENTS = ("dataset", "method", "ctr", "plm")
+# The components a suite may set in `defaults`, `grid` and `variants` (from the kinds table), and `train`.
+DEFAULT_KEYS = (*(k.key for k in AXES), "train")
+COMPONENTS = tuple(k.key for k in PER_RUN)  # what every RunSpec names (None where optional and unset)
 SIGNIFICANCE_KEYS = ("test", "alpha", "correction", "compare")
 TESTS = ("auto", "ttest", "delong")
 REL_IMPR_KEYS = ("mode", "proposed")
@@ -308,11 +311,10 @@ def parse_suite(raw: dict[str, Any], ctx: _Ctx) -> Suite:
     ctx.expect("defaults", defaults_raw, dict, "a mapping")
     ctx.known_keys("defaults", defaults_raw, DEFAULT_KEYS)
     defaults: dict[str, Any] = {
-        "method": _component(ctx, "defaults.method", defaults_raw.get("method", "ctr")),
-        "ctr": _component(ctx, "defaults.ctr", defaults_raw.get("ctr"), allow_none=True),
-        "plm": _component(ctx, "defaults.plm", defaults_raw.get("plm"), allow_none=True),
-        "train": _check_train(ctx, "defaults.train", defaults_raw.get("train") or {}),
+        k.key: _component(ctx, f"defaults.{k.key}", defaults_raw.get(k.key, k.default), allow_none=k.optional)
+        for k in AXES
     }
+    defaults["train"] = _check_train(ctx, "defaults.train", defaults_raw.get("train") or {})
 
     grid_raw = raw.get("grid") or {}
     ctx.expect("grid", grid_raw, dict, "a mapping of axis → list of values")
@@ -378,7 +380,7 @@ def parse_suite(raw: dict[str, Any], ctx: _Ctx) -> Suite:
         raise ctx.error("rel_impr.proposed", "mode proposed_over_row needs the proposed config's labels, "
                                              "e.g. {method: ClickPrompt}")
 
-    executor = _component(ctx, "executor", raw.get("executor", "local"))
+    executor = _component(ctx, "executor", raw.get("executor", kind_of("executors").default))
     store = raw.get("store")
     if store is not None:
         ctx.expect("store", store, str, "a directory path")
@@ -422,9 +424,9 @@ def _check_axis_value(ctx: _Ctx, key: str, axis: str, value: Any) -> None:
 
 def _check_axis(ctx: _Ctx, key: str, axis: str) -> None:
     head = axis.split(".")[0]
-    if head not in ("method", "ctr", "plm", "train"):
-        raise ctx.error(key, f"unknown axis '{axis}'{did_you_mean(head, ['method', 'ctr', 'plm', 'train'])}; "
-                             "axes are method, ctr, plm, train.<key>, or <component>.<config key>")
+    if head not in DEFAULT_KEYS:
+        raise ctx.error(key, f"unknown axis '{axis}'{did_you_mean(head, list(DEFAULT_KEYS))}; "
+                             f"axes are {', '.join(DEFAULT_KEYS[:-1])}, train.<key>, or <component>.<config key>")
     if head == "train" and "." in axis:
         sub = axis.split(".", 1)[1]
         if sub not in TRAIN_KEYS:
@@ -494,13 +496,11 @@ def expand(suite: Suite) -> list[RunSpec]:
                 if any(_matches(labels, ex) for ex in suite.exclude):
                     continue
                 for seed in suite.seeds:
-                    ctr, plm = resolved["ctr"], resolved["plm"]
+                    components = {k.key: None if resolved[k.key] is None else _ref(resolved[k.key]) for k in AXES}
                     specs.append(RunSpec(
                         suite=suite.name,
                         dataset=dataset,
-                        method=_ref(resolved["method"]),
-                        ctr=None if ctr is None else _ref(ctr),
-                        plm=None if plm is None else _ref(plm),
+                        **components,
                         train=dict(resolved["train"]),
                         seed=seed,
                         labels={**labels, "seed": str(seed)},

@@ -1,7 +1,9 @@
-"""The conformance kit: checks a third-party component against the contract the core relies on.
+"""The conformance kit: checks a component of any kind against the protocol the core relies on.
 
-Call these from your own tests; each raises ``AssertionError`` naming the check and the component when
-something is off, and returns ``None`` otherwise::
+One check per plugin kind (``ctrbench.kinds``): ``check_dataset``, ``check_ctr_backbone``, ``check_plm``,
+``check_method``, ``check_executor``; ``check_data`` checks a loaded `CTRData`. Call them from your own tests;
+each raises ``AssertionError`` naming the check and the component when something is off, and returns ``None``
+otherwise::
 
     from ctrbench.testing import check_ctr_backbone
     from mypkg.model import MyModel
@@ -9,25 +11,36 @@ something is off, and returns ``None`` otherwise::
     def test_my_model_conforms():
         check_ctr_backbone(MyModel, config={"num_layers": 2})
 
-Only torch and numpy are needed; the checks run on CPU in well under a second for a small model, and
-they do not disturb the caller's global random state. Sequence models (DIN, DIEN) are checked with
-``with_history=True``: the fields then include a ``history`` sequence field sharing ``item_id`` and the
-batch carries ``sequences["history"]``.
+The checks run on CPU in seconds for small components and do not disturb the caller's global random state.
+Sequence models (DIN, DIEN) are checked with ``with_history=True``: the fields then include a ``history``
+sequence field sharing ``item_id`` and the batch carries ``sequences["history"]``. ``check_method`` and
+``check_executor`` build what they run from the built-in plugins (a tiny ``dnn``, the tiny PLM of each family,
+the ``synthetic`` dataset), so they need ctrbench's own plugins installed, as they are with ctrbench.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+import math
+import pickle
+import tempfile
+import textwrap
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
 import torch
 
 from ctrbench.data.types import SPLITS, CTRData, Field
+from ctrbench.errors import DataError
 from ctrbench.models.base import Batch, FieldEmbedding
+from ctrbench.protocols import FAMILIES, Dataset, Executor, Method, MethodNeeds, missing_members, plm_family
+from ctrbench.protocols import runs_elsewhere as _runs_elsewhere
 
-__all__ = ["check_ctr_backbone", "check_dataset", "synthetic_fields", "synthetic_batch"]
+__all__ = ["check_ctr_backbone", "check_data", "check_dataset", "check_executor", "check_method", "check_plm",
+           "synthetic_batch", "synthetic_data", "synthetic_fields"]
 
 BATCH_SIZE = 32
 NUM_EXTRA = 2
@@ -295,15 +308,15 @@ def _check_tables(model: Any, batch: Batch, fields: list[Field], fail: Fail) -> 
                                f"for field '{f.name}'")
 
 
-def check_dataset(data: CTRData) -> None:
+def check_data(data: CTRData) -> None:
     """Check the invariants every method relies on; raise ``AssertionError`` naming the dataset and field.
 
     X is int64 within [0, vocab_size) per field; y is in {0, 1}; each split is non-empty, sorted, unique,
     within [0, N) and disjoint from the others; ``vocab[name]`` has ``vocab_size`` entries; sequences are
-    int64 [N, L] within their field's vocabulary.
+    int64 [N, L] within their field's vocabulary. (``check_dataset(data)`` does the same.)
     """
     if not isinstance(data, CTRData):
-        raise AssertionError(f"check_dataset: expected a CTRData, got {type(data).__name__}")
+        raise AssertionError(f"check_data: expected a CTRData, got {type(data).__name__}")
 
     def fail(msg: str) -> NoReturn:
         raise AssertionError(f"check_dataset: dataset '{data.name}': {msg}")
@@ -400,3 +413,439 @@ def _column_min_max(X: np.ndarray, chunk: int = 1 << 20) -> tuple[np.ndarray, np
         lo = np.minimum(lo, part.min(axis=0))
         hi = np.maximum(hi, part.max(axis=0))
     return lo, hi
+
+
+# -- datasets: the plugin ---------------------------------------------------------------------------------
+
+def check_dataset(dataset: Callable[..., Any] | CTRData, *, config: dict[str, Any] | None = None,
+                  cache_dir: str | Path | None = None, missing_files: bool = False, name: str = "") -> None:
+    """Check a dataset factory ``factory(**config) -> Dataset`` (``ctrbench.protocols.Dataset``), or, given a
+    loaded `CTRData`, its invariants (`check_data`).
+
+    Checks, in order: (1) **interface**: the factory builds an object with ``load`` and ``fingerprint``;
+    (2) **fingerprint**: a non-empty string, equal for two plugins built from the same config;
+    (3) **load**: ``load(cache_dir)`` gives a `CTRData` that passes `check_data`, with a fingerprint and both
+    classes in every split (AUC needs them); (4) **cache**: a second plugin loads the same arrays and fingerprint.
+
+    ``missing_files=True`` is the check for a dataset whose raw files a test cannot fetch (downloads, files
+    behind a request form): the plugin is built with ``source`` set to an empty directory (so nothing is
+    downloaded), and ``load`` must raise a one-line `DataError` that names the dataset (``name``, else the
+    plugin's ``name`` attribute). ``cache_dir`` defaults to a temporary directory.
+    """
+    if isinstance(dataset, CTRData):
+        check_data(dataset)
+        return
+    factory, config = dataset, dict(config or {})
+    who = _describe(factory, config)
+
+    def fail(check: str, msg: str) -> NoReturn:
+        raise AssertionError(f"check_dataset: {who}: [{check}] {msg}")
+
+    with _directory(cache_dir) as cache, torch.random.fork_rng(devices=[]):
+        if missing_files:
+            _check_missing_files(factory, config, cache, name, fail)
+            return
+        plugin = _run("interface", fail, lambda: factory(**config))
+        _check_members(plugin, Dataset, "interface", fail)
+        fingerprint = _run("fingerprint", fail, plugin.fingerprint)
+        if not isinstance(fingerprint, str) or not fingerprint:
+            fail("fingerprint", f"fingerprint() returned {fingerprint!r}, expected a non-empty string")
+        again = _run("fingerprint", fail, lambda: factory(**config).fingerprint())
+        if again != fingerprint:
+            fail("fingerprint", f"two plugins built from the same config give {fingerprint!r} and {again!r}")
+        data = _run("load", fail, lambda: plugin.load(cache))
+        if not isinstance(data, CTRData):
+            fail("load", f"load() returned {type(data).__name__}, not a CTRData")
+        try:
+            check_data(data)
+        except AssertionError as exc:
+            fail("load", str(exc))
+        if not data.fingerprint:
+            fail("load", "the loaded data has no fingerprint (ctrbench.data.cache.cached_dataset sets it)")
+        for split in SPLITS:
+            classes = np.unique(np.asarray(data.y)[np.asarray(data.splits[split])])
+            if len(classes) < 2:
+                fail("load", f"split '{split}' has only label(s) {classes.tolist()}; AUC needs both classes")
+        reloaded = _run("cache", fail, lambda: factory(**config).load(cache))
+        if reloaded.fingerprint != data.fingerprint:
+            fail("cache", f"a second load gives fingerprint {reloaded.fingerprint!r}, the first {data.fingerprint!r}")
+        same = (np.array_equal(np.asarray(reloaded.X), np.asarray(data.X))
+                and np.array_equal(np.asarray(reloaded.y), np.asarray(data.y))
+                and all(np.array_equal(reloaded.splits[s], data.splits[s]) for s in SPLITS))
+        if not same:
+            fail("cache", "a second load from the same cache gives different X, y or splits")
+
+
+def _check_missing_files(factory: Callable[..., Any], config: dict[str, Any], cache: Path, name: str,
+                         fail: Callable[[str, str], NoReturn]) -> None:
+    empty = cache / "no-raw-files-here"
+    empty.mkdir(parents=True, exist_ok=True)
+    plugin = _run("interface", fail, lambda: factory(**{**config, "source": str(empty)}))
+    _check_members(plugin, Dataset, "interface", fail)
+    named = name or str(getattr(plugin, "name", ""))
+    try:
+        plugin.load(cache)
+    except DataError as exc:
+        message = str(exc)
+        if "\n" in message.strip() or not message:
+            fail("missing files", f"the DataError is not one line: {message!r}")
+        if named and named not in message:
+            fail("missing files", f"the DataError does not name dataset '{named}': {message!r}")
+        return
+    except Exception as exc:
+        fail("missing files", f"load() without raw files raised {type(exc).__name__}: {exc}; expected a DataError")
+    fail("missing files", f"load() with source={str(empty)!r} (an empty directory) raised nothing")
+
+
+# -- PLMs -------------------------------------------------------------------------------------------------
+
+PROMPT_TEXTS = ("the user liked the movie comedy", "user 25 is a student . title toy story", "yes")
+
+
+def check_plm(factory: Callable[..., Any], *, config: dict[str, Any] | None = None, family: str | None = None,
+              seed: int = 0) -> None:
+    """Check a PLM factory ``factory(**config)`` against its family's protocol (``ctrbench.protocols``).
+
+    ``family``: what the registration's ``family=`` metadata says (the object's ``family`` must agree).
+    Checks: (1) **interface**: a known ``family`` and every member of its protocol; (2) **tokenize**: int64
+    ``[B, T]`` ids and mask, ``T <= max_length``; (3) **determinism**: two PLMs built from the same config give
+    the same outputs, and so do two eval passes. A ``masked_lm`` then gets (4) **shapes** of ``encode``,
+    ``mlm_logits`` (equal to ``mlm_head(encode(...))``) and ``pooled``, and (5) **prompts**: layer-wise and
+    first-layer prompts of ``prompt_shape(K, mode)`` keep the shapes, change the output and get gradients. A
+    ``causal_lm`` / ``seq2seq_lm`` gets (4) **answers**: ``logits [B, 2]`` float32, ``click``/``prompt``
+    ``[B, hidden_size]``, ``margin``, each prompt scored as if alone (padding changes nothing); (5) **lora**:
+    ``add_lora`` returns the trainable count, freezes the base weights, leaves the output unchanged and
+    gradients reach the adapters; (6) **gradient checkpointing**: training still runs with it on.
+    """
+    config = dict(config or {})
+    who = _describe(factory, config)
+
+    def fail(check: str, msg: str) -> NoReturn:
+        raise AssertionError(f"check_plm: {who}: [{check}] {msg}")
+
+    with torch.random.fork_rng(devices=[]):
+        plm = _run("interface", fail, lambda: factory(**config))
+        declared = getattr(plm, "family", None)
+        if family is not None and declared != family:
+            fail("interface", f"the registration says family={family!r}, the object's family is {declared!r}")
+        try:
+            fam = plm_family(str(declared))
+        except Exception:
+            fail("interface", f"family {declared!r} is not one of {', '.join(f.name for f in FAMILIES)}")
+        _check_members(plm, fam.protocol, "interface", fail)
+        if not isinstance(plm, torch.nn.Module):
+            fail("interface", f"the factory returned {type(plm).__name__}, not a torch.nn.Module")
+        plm.eval()
+        ids, mask = _run("tokenize", fail, lambda: plm.tokenize(list(PROMPT_TEXTS), max_length=12))
+        for what, t in (("input_ids", ids), ("attention_mask", mask)):
+            if not isinstance(t, torch.Tensor) or t.dtype != torch.int64 or t.dim() != 2 or len(t) != 3:
+                fail("tokenize", f"{what} must be int64 [B=3, T], got "
+                                 f"{getattr(t, 'dtype', type(t).__name__)} {tuple(getattr(t, 'shape', ()))}")
+        if ids.shape != mask.shape or ids.shape[1] > 12 or (mask.sum(1) == 0).any():
+            fail("tokenize", f"ids {tuple(ids.shape)} and mask {tuple(mask.shape)}: expected equal shapes, T <= 12 "
+                             "and at least one real token per text")
+        checks = _masked_lm_checks if fam.name == "masked_lm" else _yes_no_checks
+        checks(plm, lambda: factory(**config), ids, mask, seed, fail)
+
+
+def _masked_lm_checks(plm: Any, build: Callable[[], Any], ids: torch.Tensor, mask: torch.Tensor, seed: int,
+                      fail: Callable[[str, str], NoReturn]) -> None:
+    B, T, H = ids.shape[0], ids.shape[1], plm.hidden_size
+    with torch.no_grad():
+        hidden = _run("shapes", fail, lambda: plm.encode(ids, mask))
+        _expect_shape("shapes", "encode(ids, mask)", hidden, (B, T, H), fail)
+        logits = plm.mlm_logits(ids, mask)
+        _expect_shape("shapes", "mlm_logits(ids, mask)", logits, (B, T, plm.vocab_size), fail)
+        if not torch.allclose(plm.mlm_head(hidden).float(), logits.float(), atol=_tol(logits)):
+            fail("shapes", "mlm_head(encode(x)) differs from mlm_logits(x)")
+        _expect_shape("shapes", "pooled(hidden, mask)", plm.pooled(hidden, mask), (B, H), fail)
+        again = build().eval()
+        if not torch.equal(plm.encode(ids, mask), hidden) or not torch.equal(again.encode(ids, mask), hidden):
+            fail("determinism", "encode differs between two eval passes or two PLMs built from the same config")
+    g = torch.Generator().manual_seed(seed)
+    for mode in ("layerwise", "first_layer"):
+        shape = tuple(plm.prompt_shape(2, mode))
+        prompts = (0.5 * torch.randn(B, *shape, generator=g)).to(hidden.dtype).requires_grad_(True)
+        out = _run("prompts", fail, lambda prompts=prompts, mode=mode: plm.encode(ids, mask, prompts, mode))
+        _expect_shape("prompts", f"encode with {mode} prompts {tuple(prompts.shape)}", out, (B, T, H), fail)
+        if torch.allclose(out.detach(), hidden, atol=1e-6):
+            fail("prompts", f"{mode} prompts do not change the output")
+        out.float().pow(2).mean().backward()
+        if prompts.grad is None or not torch.isfinite(prompts.grad).all() or prompts.grad.abs().sum() == 0:
+            fail("prompts", f"{mode} prompts get no finite, non-zero gradient")
+
+
+def _yes_no_checks(plm: Any, build: Callable[[], Any], ids: torch.Tensor, mask: torch.Tensor, seed: int,
+                   fail: Callable[[str, str], NoReturn]) -> None:
+    B, H = ids.shape[0], plm.hidden_size
+    with torch.no_grad():
+        out = _run("answers", fail, lambda: plm(ids, mask))
+        for attr in ("logits", "click", "prompt", "margin"):
+            if not hasattr(out, attr):
+                fail("answers", f"the output {type(out).__name__} has no '{attr}'")
+        _expect_shape("answers", "logits", out.logits, (B, 2), fail)
+        if out.logits.dtype != torch.float32:
+            fail("answers", f"logits must be float32, got {out.logits.dtype}")
+        _expect_shape("answers", "click", out.click, (B, H), fail)
+        _expect_shape("answers", "prompt", out.prompt, (B, H), fail)
+        if not torch.allclose(out.margin, out.logits[:, 1] - out.logits[:, 0]):
+            fail("answers", "margin is not logits[:, 1] - logits[:, 0] (l_yes - l_no)")
+        tol = _tol(out.click)
+        for i, text in enumerate(PROMPT_TEXTS):  # alone, with no padding: the same answer as in the batch
+            alone = plm(*plm.tokenize([text], max_length=12))
+            if not torch.allclose(alone.logits[0], out.logits[i], atol=tol, rtol=tol):
+                fail("answers", f"prompt {i} scores {alone.logits[0].tolist()} alone and {out.logits[i].tolist()} in "
+                                "a padded batch: padding must not change a prompt's answer")
+        again = build().eval()
+        if not torch.equal(plm(ids, mask).logits, out.logits) or not torch.equal(again(ids, mask).logits, out.logits):
+            fail("determinism", "logits differ between two eval passes or two PLMs built from the same config")
+    total = sum(p.numel() for p in plm.parameters())
+    count = _run("lora", fail, lambda: plm.add_lora(r=2, alpha=4, dropout=0.0, seed=seed))
+    trainable = list(plm.trainable_parameters())
+    if count != sum(p.numel() for p in trainable) or not 0 < count < sum(p.numel() for p in plm.parameters()):
+        fail("lora", f"add_lora returned {count}; trainable_parameters() hold {sum(p.numel() for p in trainable)} "
+                     f"of {total} base parameters (expected the adapters only, base weights frozen)")
+    plm.eval()
+    with torch.no_grad():
+        if not torch.allclose(plm(ids, mask).logits, out.logits, atol=tol, rtol=tol):
+            fail("lora", "the output changes when LoRA is added (adapters must start as a no-op)")
+    for check in ("lora", "gradient checkpointing"):
+        if check == "gradient checkpointing":
+            _run(check, fail, plm.enable_gradient_checkpointing)
+        plm.train()
+        plm.zero_grad(set_to_none=True)
+        _run(check, fail, lambda: plm(ids, mask).margin.float().sum().backward())
+        grads = [p.grad for p in plm.trainable_parameters()]
+        if any(g is None or not torch.isfinite(g).all() for g in grads) or all(g.abs().sum() == 0 for g in grads):
+            fail(check, "the LoRA adapters get no finite, non-zero gradient from the answer margin")
+    plm.eval()
+
+
+def _tol(t: torch.Tensor) -> float:
+    return 1e-4 if t.dtype in (torch.float32, torch.float64) else 5e-2
+
+
+def _expect_shape(check: str, what: str, t: Any, shape: tuple[int, ...],
+                  fail: Callable[[str, str], NoReturn]) -> None:
+    if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape:
+        fail(check, f"{what} has shape {tuple(getattr(t, 'shape', ()))}, expected {shape}")
+    if not torch.isfinite(t).all():
+        fail(check, f"{what} has non-finite values")
+
+
+# -- methods ----------------------------------------------------------------------------------------------
+
+# The CTR backbone the kit builds methods with, from the built-in plugins.
+TINY_CTR = ("dnn", {"embed_dim": 4, "hidden_units": [8]})
+TINY_TRAIN = {"epochs": 1, "batch_size": 64, "max_samples": 64}
+
+
+def synthetic_data(num_samples: int = 300, seed: int = 0, history_length: int = 4) -> CTRData:
+    """A small `CTRData` with text: ``user_id``, ``item_id``, ``genre`` (one per item: item text), ``age``;
+    labels planted from user × item factors; a temporal 8:1:1 split with both classes in every split; the
+    user history (``sequences["history"]``, sharing ``item_id``) when ``history_length`` > 0."""
+    from ctrbench.data.history import user_history
+
+    rng = np.random.default_rng(seed)
+    n_users, n_items, genres, ages = 20, 15, ["comedy", "drama", "action", "horror", "romance"], 4
+    user = rng.integers(1, n_users + 1, num_samples)
+    item = rng.integers(1, n_items + 1, num_samples)
+    item_genre = np.concatenate([[0], rng.integers(1, len(genres) + 1, n_items)])
+    age = rng.integers(1, ages + 1, num_samples)
+    uf, itf = rng.normal(size=(n_users + 1, 3)), rng.normal(size=(n_items + 1, 3))
+    y = (rng.random(num_samples) < 1 / (1 + np.exp(-2 * (uf[user] * itf[item]).sum(1)))).astype(np.float32)
+    a, b = int(num_samples * 0.8), int(num_samples * 0.9)
+    for start in (0, a, b):  # both classes in every split
+        y[start], y[start + 1] = 0.0, 1.0
+    X = np.stack([user, item, item_genre[item], age], axis=1).astype(np.int64)
+    fields = [Field("user_id", "categorical", n_users + 1, "user"), Field("item_id", "categorical", n_items + 1,
+              "movie"), Field("genre", "categorical", len(genres) + 1, "genres"), Field("age", "categorical", ages + 1,
+              "age")]
+    vocab = {"user_id": ["unknown"] + [f"user {i}" for i in range(1, n_users + 1)],
+             "item_id": ["unknown"] + [f"movie {i}" for i in range(1, n_items + 1)],
+             "genre": ["unknown", *genres], "age": ["unknown"] + [str(18 + 10 * i) for i in range(1, ages + 1)]}
+    ts = np.arange(num_samples, dtype=np.int64)
+    sequences, sequence_fields = {}, []
+    if history_length:
+        sequences["history"] = user_history(user, ts, y, item, history_length)
+        sequence_fields = [Field("history", "sequence", n_items + 1, "recently liked", shares="item_id")]
+    return CTRData(name="kit-synthetic", fields=fields, X=X, y=y, ts=ts, user=user.astype(np.int64),
+                   item=item.astype(np.int64),
+                   splits={"train": np.arange(a), "valid": np.arange(a, b), "test": np.arange(b, num_samples)},
+                   vocab=vocab, sequences=sequences, sequence_fields=sequence_fields,
+                   fingerprint=f"kit-synthetic-{num_samples}-{seed}-{history_length}")
+
+
+def check_method(factory: Callable[..., Any], *, config: dict[str, Any] | None = None,
+                 needs: MethodNeeds | Mapping[str, Any] | None = None, family: str | None = None,
+                 plugins: Any = None, name: str = "method", seed: int = 0, determinism: bool = True) -> None:
+    """Run a method factory ``factory(**config) -> Method`` once on `synthetic_data` and check its predictions.
+
+    The run gets what ``needs`` (its registration's ``needs=``) declares: a tiny ``dnn`` when it builds a CTR
+    backbone (or declares nothing), and, when it uses a PLM, the tiny PLM of ``family`` (default: the first
+    family it accepts; ``protocols.FAMILIES`` names one per family: ``random-bert``, ``random-llama``,
+    ``random-t5``). Training is one epoch on 64 rows. ``plugins`` default to ``load_plugins()``.
+
+    Checks: (1) **interface**: the factory builds an object with ``run``; (2) **predictions**: ``valid`` and
+    ``test`` have one probability per row of their split, finite and in [0, 1] on the scored rows;
+    ``n_params`` is a positive int, times are finite and non-negative, ``extra`` holds floats; (3)
+    **determinism** (unless ``determinism=False``): a second run under the same seed, reusing the first run's
+    cached stages, gives the same predictions.
+    """
+    from ctrbench.context import RunContext
+    from ctrbench.plugins import load_plugins
+    from ctrbench.spec import ComponentRef, RunSpec
+    from ctrbench.trainer import NullReporter, TrainConfig, Trainer, eval_positions
+
+    config = dict(config or {})
+    needs = MethodNeeds.of(needs, name)
+    who = _describe(factory, config)
+
+    def fail(check: str, msg: str) -> NoReturn:
+        raise AssertionError(f"check_method: {who}: [{check}] {msg}")
+
+    if family is None and needs is not None and needs.plm:
+        family = needs.plm[0]
+    if family is not None and needs is not None and family not in needs.plm:
+        raise TypeError(f"check_method: family {family!r} is not one the method accepts ({needs.plm})")
+    plugins = plugins if plugins is not None else load_plugins()
+    ctr = ComponentRef(TINY_CTR[0], dict(TINY_CTR[1])) if needs is None or needs.ctr else None
+    plm = ComponentRef(plm_family(family).tiny) if family else None
+    data = synthetic_data(seed=seed)
+    spec = RunSpec("conformance", ComponentRef(data.name), ComponentRef(name, config), ctr, plm, dict(TINY_TRAIN),
+                   seed)
+    device = torch.device("cpu")
+
+    def run(stages: Path) -> Any:
+        trainer = Trainer(TrainConfig.from_dict(spec.train), device, NullReporter(), run_name=f"{name} (kit)",
+                          seed=seed)
+        ctx = RunContext(spec, data, plugins, trainer, device, trainer.reporter, stages)
+        method = factory(**config)
+        _check_members(method, Method, "interface", fail)
+        return _run("predictions", fail, lambda: method.run(ctx))
+
+    with tempfile.TemporaryDirectory(prefix="ctrbench-kit-") as tmp, torch.random.fork_rng(devices=[]):
+        preds = run(Path(tmp))
+        for split in ("valid", "test"):
+            p = np.asarray(getattr(preds, split, None), dtype=np.float64)
+            n = len(data.splits[split])
+            if p.shape != (n,):
+                fail("predictions", f"{split} has shape {p.shape}, expected ({n},): one per row of the split")
+            scored = p[eval_positions(n, spec.train.get("eval_max_samples"))]
+            if not np.isfinite(scored).all() or (scored < 0).any() or (scored > 1).any():
+                fail("predictions", f"{split} probabilities must be finite and in [0, 1] on the scored rows, got "
+                                    f"min {np.nanmin(scored):.3g}, max {np.nanmax(scored):.3g}, "
+                                    f"{int((~np.isfinite(scored)).sum())} non-finite")
+        if isinstance(preds.n_params, bool) or not isinstance(preds.n_params, (int, np.integer)) or preds.n_params < 1:
+            fail("predictions", f"n_params must be a positive int, got {preds.n_params!r}")
+        for attr in ("train_seconds", "infer_seconds"):
+            value = getattr(preds, attr)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                fail("predictions", f"{attr} must be a finite number >= 0, got {value!r}")
+        bad = {k: v for k, v in preds.extra.items() if not isinstance(k, str) or not isinstance(v, (int, float))}
+        if bad:
+            fail("predictions", f"extra must map names to floats (they are stored as metrics), got {bad}")
+        if determinism:
+            again = run(Path(tmp))
+            for split in ("valid", "test"):
+                a, b = np.asarray(getattr(preds, split)), np.asarray(getattr(again, split))
+                if not np.array_equal(a, b, equal_nan=True):
+                    fail("determinism", f"a second run under seed {seed} gives other {split} predictions "
+                                        f"(max |diff| {np.nanmax(np.abs(a - b)):.3g})")
+
+
+# -- executors --------------------------------------------------------------------------------------------
+
+_KIT_SUITE = """\
+schema_version: 1
+name: kit-executor
+datasets: [{name: synthetic, num_samples: 300, num_fields: 3, vocab_size: 10, history_length: 0}]
+seeds: [%s]
+defaults:
+  method: ctr
+  ctr: lr
+  train: {epochs: 1, batch_size: 256}
+"""
+
+
+def check_executor(factory: Callable[..., Any], *, config: dict[str, Any] | None = None, run: bool = True,
+                   runs: int = 2, plugins: Any = None) -> None:
+    """Check an executor factory ``factory(**config) -> Executor`` (``ctrbench.protocols.Executor``).
+
+    Checks: (1) **interface**: ``execute`` and, if set, a bool ``remote``; (2) **nothing to do**: ``execute([],
+    run_one)`` yields nothing (and starts nothing); the ``RunOne`` it gets is the runner's, whose ``job``
+    pickles; (3) **runs** (with ``run=True``): a suite of ``runs`` tiny runs (``lr`` on the built-in ``synthetic``
+    dataset, one epoch) goes through `ctrbench.runner.run_suite` with this executor, in a temporary store: one
+    result per run, all ok and stored. ``run=False`` is for executors whose runs happen elsewhere (a cluster
+    the test machine does not have): checks (1) and (2) only.
+    """
+    from ctrbench.plugins import load_plugins
+    from ctrbench.runner import InProcessRun, RunJob, Session, run_suite
+    from ctrbench.suite import expand, load_suite
+
+    config = dict(config or {})
+    who = _describe(factory, config)
+
+    def fail(check: str, msg: str) -> NoReturn:
+        raise AssertionError(f"check_executor: {who}: [{check}] {msg}")
+
+    executor = _run("interface", fail, lambda: factory(**config))
+    _check_members(executor, Executor, "interface", fail)
+    _run("interface", fail, lambda: _runs_elsewhere(executor))
+    threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory(prefix="ctrbench-kit-") as tmp, torch.random.fork_rng(devices=[]):
+        try:
+            root = Path(tmp)
+            (root / "suite.yaml").write_text(textwrap.dedent(_KIT_SUITE % ", ".join(map(str, range(runs)))))
+            suite = load_suite(root / "suite.yaml")
+            session = Session.create(root / "runs", device="cpu", threads=1,
+                                     plugins=plugins if plugins is not None else load_plugins(),
+                                     cache_dir=root / "cache")
+            run_one = InProcessRun(RunJob.from_session(suite, session), session, suite)
+            pickle.loads(pickle.dumps(run_one.job))
+            nothing = _run("nothing to do", fail, lambda: list(executor.execute([], run_one)))
+            if nothing:
+                fail("nothing to do", f"execute([]) yielded {len(nothing)} results")
+            if not run:
+                return
+            specs = expand(suite)
+            outcome = _run("runs", fail, lambda: run_suite(suite, session, executor=executor))
+            ids = [r.run_id for r in outcome.results]
+            if sorted(ids) != sorted(s.run_id for s in specs):
+                fail("runs", f"expected one result per run ({len(specs)}), got {len(ids)}: {ids}")
+            failed = [f"{r.run_id}: {r.error}" for r in outcome.results if not r.ok]
+            if failed:
+                fail("runs", f"runs failed: {failed}")
+            missing = [s.run_id for s in specs if session.store.load(suite.name, s.run_id) is None]
+            if missing:
+                fail("runs", f"runs not in the store: {missing}")
+        finally:
+            torch.set_num_threads(threads)
+
+
+# -- shared helpers -------------------------------------------------------------------------------------------
+
+@contextmanager
+def _directory(path: str | Path | None) -> Iterator[Path]:
+    if path is not None:
+        yield Path(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="ctrbench-kit-") as tmp:
+        yield Path(tmp)
+
+
+def _run(check: str, fail: Callable[[str, str], NoReturn], fn: Callable[[], Any]) -> Any:
+    """``fn()``, an exception from it reported as a failure of ``check``."""
+    try:
+        return fn()
+    except AssertionError:
+        raise
+    except Exception as exc:
+        fail(check, f"raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+
+def _check_members(obj: Any, protocol: type, check: str, fail: Callable[[str, str], NoReturn]) -> None:
+    missing = missing_members(obj, protocol)
+    if missing:
+        fail(check, f"{type(obj).__name__} lacks {', '.join(missing)} of the {protocol.__name__} protocol "
+                    f"(ctrbench.protocols.{protocol.__name__})")

@@ -1,34 +1,49 @@
-"""The training loop every method shares.
+"""`Trainer`: the run-level front of the engine — a run's data, its train/eval rows, CTR fitting and inference.
 
-Why one loop: the leaderboards compare methods, so batching, early stopping, seeding and timing must be
-identical for all of them. Batches are gathered with index tensors from arrays already on the device (no
-DataLoader, no per-sample Python work); memory-mapped datasets are gathered batch by batch instead.
+Methods fit CTR models with `Trainer.fit` (one phase with the validation-AUC monitor) and build other phases
+(pretraining, alignment, LLM finetuning) with `Trainer.phase`; all of them run in `ctrbench.engine`'s one loop,
+so optimisation is identical for every method (docs/architecture.md). Batches are gathered with index tensors
+from arrays already on the device (no DataLoader, no per-sample Python work); memory-mapped datasets are
+gathered batch by batch instead.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
-import math
-import random
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from ctrbench.cost import INFER_ROWS, parameter_counts, time_per_batch
 from ctrbench.data.types import CTRData
+from ctrbench.engine import (
+    SCHEDULES,
+    DeviceData,
+    Engine,
+    NullReporter,
+    Phase,
+    PhaseReport,
+    Reporter,
+    RowSource,
+    Source,
+    ValidationAUC,
+    l2_regularizer,
+    seed_everything,
+)
 from ctrbench.errors import RunError
 from ctrbench.models.base import Batch
-from ctrbench.stats import auc as auc_score
-from ctrbench.stats import logloss as logloss_score
 
 log = logging.getLogger(__name__)
 
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
+FitReport = PhaseReport
+
+__all__ = ["DeviceData", "FitReport", "NullReporter", "Reporter", "TrainConfig", "Trainer", "count_parameters",
+           "eval_positions", "resolve_device", "seed_everything"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,14 @@ class TrainConfig:
     max_samples: int | None = None
     eval_max_samples: int | None = None
     amp: bool = True
+    schedule: str = "constant"
+    warmup: float = 0.0
+    embedding_regularizer: float = 0.0
+    net_regularizer: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"train.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -54,42 +77,11 @@ class TrainConfig:
 TRAIN_KEYS = {f.name: f.type for f in fields(TrainConfig)}
 
 
-class Reporter(Protocol):
-    """Progress sink; the CLI passes a rich-backed one, library callers may pass ``NullReporter``."""
-
-    def start(self, total: int, description: str) -> None: ...
-
-    def advance(self, n: int = 1) -> None: ...
-
-    def finish(self) -> None: ...
-
-
-class NullReporter:
-    def start(self, total: int, description: str) -> None:
-        pass
-
-    def advance(self, n: int = 1) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
-
-
 def eval_positions(n: int, max_samples: int | None) -> np.ndarray:
     """Sorted positions ``0..n-1`` to score; a seeded (0) random subset of ``max_samples`` when that is smaller."""
     if max_samples is None or max_samples >= n:
         return np.arange(n, dtype=np.int64)
     return np.sort(np.random.default_rng(0).permutation(n)[:max_samples]).astype(np.int64)
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed every RNG a run touches; returns the generator used for batch order."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    gen = torch.Generator()
-    gen.manual_seed(seed)
-    return gen
 
 
 def resolve_device(device: str) -> torch.device:
@@ -100,42 +92,12 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-class DeviceData:
-    """The dataset's arrays as tensors on the device (or a memmap gathered per batch)."""
-
-    def __init__(self, data: CTRData, device: torch.device) -> None:
-        self.device = device
-        self.in_memory = not isinstance(data.X, np.memmap)
-        to = (lambda a: torch.as_tensor(np.asarray(a)).to(device)) if self.in_memory else (lambda a: a)
-        self.X = to(data.X)
-        self.y = to(data.y.astype(np.float32, copy=False))
-        self.sequences = {k: to(v) for k, v in data.sequences.items()}
-
-    def batch(self, idx: torch.Tensor) -> Batch:
-        if self.in_memory:
-            idx = idx.to(self.device)
-            return Batch(self.X[idx], self.y[idx], idx, {k: v[idx] for k, v in self.sequences.items()})
-        rows = np.sort(idx.numpy())  # sorted reads are sequential on disk
-        get = lambda a: torch.from_numpy(np.asarray(a[rows])).to(self.device)  # noqa: E731
-        return Batch(get(self.X), get(self.y).float(), torch.from_numpy(rows).to(self.device),
-                     {k: get(v) for k, v in self.sequences.items()})
-
-
-@dataclass
-class FitReport:
-    best_epoch: int
-    epochs_run: int
-    best_valid_auc: float
-    train_seconds: float
-    history: list[dict[str, float]]
-
-
 def default_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
     return nn.functional.binary_cross_entropy_with_logits(model(batch).float(), batch.y)
 
 
 class Trainer:
-    """Fits a model whose ``forward(batch) -> logit[B]`` on a dataset's train split."""
+    """Fits a model whose ``forward(batch) -> logit[B]`` on a dataset's train split, through the engine."""
 
     def __init__(self, config: TrainConfig, device: torch.device, reporter: Reporter | None = None,
                  run_name: str = "run", seed: int = 0) -> None:
@@ -144,6 +106,7 @@ class Trainer:
         self.reporter = reporter or NullReporter()
         self.run_name = run_name
         self.seed = seed
+        self.engine = Engine(device, amp=config.amp, reporter=self.reporter, run_name=run_name, seed=seed)
         self._cached: tuple[int, DeviceData] | None = None
 
     # -- data ---------------------------------------------------------------------------------------
@@ -152,10 +115,12 @@ class Trainer:
             self._cached = (id(data), DeviceData(data, self.device))
         return self._cached[1]
 
-    def train_rows(self, data: CTRData) -> torch.Tensor:
+    def train_rows(self, data: CTRData, max_samples: int | None | str = "train") -> torch.Tensor:
+        """The training rows: all, or a seeded (run seed) random subset of ``train.max_samples`` (the few-shot /
+        subsample knob; pass ``max_samples`` to subsample for another phase, e.g. a pretraining stage)."""
         rows = torch.from_numpy(np.array(data.splits["train"], dtype=np.int64))  # a copy: splits may be read-only
-        n = self.config.max_samples
-        if n is not None and n < len(rows):  # few-shot / subsample knob: a seeded random subset
+        n = self.config.max_samples if max_samples == "train" else max_samples
+        if n is not None and n < len(rows):
             gen = torch.Generator().manual_seed(self.seed)
             rows = rows[torch.randperm(len(rows), generator=gen)[:n]].sort().values
         return rows
@@ -166,22 +131,34 @@ class Trainer:
         paired tests stay paired. For methods too slow to score a whole split on a CPU (causal LMs)."""
         return eval_positions(len(data.splits[split]), self.config.eval_max_samples)
 
+    def row_source(self, data: CTRData, rows: torch.Tensor, batch_size: int | None = None) -> RowSource:
+        return RowSource(self.device_data(data), rows, batch_size or self.config.batch_size)
+
     def batches(self, dd: DeviceData, rows: torch.Tensor, batch_size: int,
                 gen: torch.Generator | None = None) -> Iterator[Batch]:
-        order = rows[torch.randperm(len(rows), generator=gen)] if gen is not None else rows
-        for start in range(0, len(order), batch_size):
-            yield dd.batch(order[start:start + batch_size])
-
-    # -- autocast -----------------------------------------------------------------------------------
-    def _amp(self) -> tuple[bool, torch.dtype]:
-        use = self.config.amp and self.device.type == "cuda"
-        dtype = torch.bfloat16 if use and torch.cuda.is_bf16_supported() else torch.float16
-        return use, dtype
+        return RowSource(dd, rows, batch_size).epoch(gen)
 
     def autocast(self) -> torch.autocast:
-        """Mixed precision on CUDA (bf16 where supported), a no-op on CPU: for methods' own loops."""
-        use, dtype = self._amp()
-        return torch.autocast(self.device.type, dtype=dtype, enabled=use)
+        """Mixed precision on CUDA (bf16 where supported), a no-op on CPU: for methods' inference code."""
+        return self.engine.autocast()
+
+    # -- phases -------------------------------------------------------------------------------------
+    def phase(self, name: str, source: Source, loss: Callable[[Any], torch.Tensor | None],
+              params: Any, model: nn.Module | None = None, monitor: ValidationAUC | None = None,
+              **overrides: Any) -> Phase:
+        """A phase with the run's ``train.*`` settings (epochs, lr, weight decay, clipping, schedule, warmup);
+        ``overrides`` replace any of them for this phase (a pretraining stage's own epochs and lr)."""
+        cfg = self.config
+        settings = {"epochs": cfg.epochs, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
+                    "grad_clip": cfg.grad_clip, "schedule": cfg.schedule, "warmup": cfg.warmup, **overrides}
+        return Phase(name=name, source=source, loss=loss, params=params, model=model, monitor=monitor, **settings)
+
+    def valid_monitor(self, model: nn.Module, data: CTRData, predict: Callable[[], np.ndarray] | None = None,
+                      trainable_only: bool = False, positions: np.ndarray | None = None) -> ValidationAUC:
+        """Early stopping on validation AUC with ``train.patience``; ``predict`` defaults to `Trainer.predict`."""
+        y_valid = np.asarray(data.y[data.splits["valid"]])
+        predict = predict or (lambda: self.predict(model, data, "valid"))
+        return ValidationAUC(predict, y_valid, self.config.patience, trainable_only, positions)
 
     # -- fit ----------------------------------------------------------------------------------------
     def fit(self, model: nn.Module, data: CTRData, loss_fn: LossFn = default_loss,
@@ -194,60 +171,14 @@ class Trainer:
         validation predictions are computed when it is not ``model(batch)``.
         """
         cfg = self.config
-        gen = seed_everything(self.seed)
         model.to(self.device)
-        dd = self.device_data(data)
-        rows = self.train_rows(data)
+        source = self.row_source(data, self.train_rows(data))
         groups = params if params is not None else [p for p in model.parameters() if p.requires_grad]
-        # fused=True: one kernel per step instead of a table-sized temporary per operation; on CPU this doubles
-        # throughput at batch 256 for embedding-heavy models (benchmarks/README.md, "Where the time goes")
-        opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                fused=self.device.type in ("cpu", "cuda"))
-        trainable = [p for g in opt.param_groups for p in g["params"]]
-        use_amp, amp_dtype = self._amp()
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-        best_auc, best_epoch, best_state, bad_epochs = -math.inf, 0, None, 0
-        history: list[dict[str, float]] = []
-        t0 = time.perf_counter()
-        steps_per_epoch = math.ceil(len(rows) / cfg.batch_size)
-        epoch = 0
-        for epoch in range(1, cfg.epochs + 1):
-            model.train()
-            self.reporter.start(steps_per_epoch, f"{self.run_name} epoch {epoch}/{cfg.epochs}")
-            total, count = 0.0, 0
-            for step, batch in enumerate(self.batches(dd, rows, cfg.batch_size, gen)):
-                with torch.autocast(self.device.type, dtype=amp_dtype, enabled=use_amp):
-                    loss = loss_fn(model, batch)
-                if not torch.isfinite(loss):
-                    raise RunError(f"run {self.run_name}: loss became {loss.item()} at epoch {epoch} step {step}")
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.grad_clip:
-                    scaler.unscale_(opt)
-                    nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-                scaler.step(opt)
-                scaler.update()
-                total += float(loss.detach()) * len(batch)
-                count += len(batch)
-                self.reporter.advance()
-            self.reporter.finish()
-            valid_p = self.predict(model, data, "valid", forward)
-            y_valid = np.asarray(data.y[data.splits["valid"]])
-            v_auc = auc_score(y_valid, valid_p)
-            history.append({"epoch": epoch, "train_loss": total / max(count, 1), "valid_auc": v_auc,
-                            "valid_logloss": logloss_score(y_valid, valid_p)})
-            log.info("%s epoch %d: train loss %.5f, valid AUC %.5f", self.run_name, epoch,
-                     history[-1]["train_loss"], v_auc)
-            if v_auc > best_auc:
-                best_auc, best_epoch, bad_epochs = v_auc, epoch, 0
-                best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-            else:
-                bad_epochs += 1
-                if bad_epochs >= cfg.patience:
-                    break
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        return FitReport(best_epoch, epoch, best_auc, time.perf_counter() - t0, history)
+        monitor = self.valid_monitor(model, data, lambda: self.predict(model, data, "valid", forward))
+        phase = self.phase("train", source, lambda batch: loss_fn(model, batch), groups, model=model,
+                           monitor=monitor)
+        phase.regularizer = l2_regularizer(model, cfg.embedding_regularizer, cfg.net_regularizer)
+        return self.engine.run(phase)
 
     # -- inference ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -257,35 +188,29 @@ class Trainer:
         model.eval()
         dd = self.device_data(data)
         rows = torch.from_numpy(np.array(data.splits[split], dtype=np.int64))
-        use_amp, amp_dtype = self._amp()
         outs = []
         for batch in self.batches(dd, rows, self.config.eval_batch_size):
-            with torch.autocast(self.device.type, dtype=amp_dtype, enabled=use_amp):
+            with self.autocast():
                 logit = forward(model, batch) if forward else model(batch)
             outs.append(torch.sigmoid(logit.float()).cpu())
         return torch.cat(outs).numpy().astype(np.float64) if outs else np.zeros(0)
 
     @torch.no_grad()
-    def time_inference(self, model: nn.Module, data: CTRData, batch_size: int = 128, repeats: int = 20,
+    def time_inference(self, model: nn.Module, data: CTRData, batch_size: int = INFER_ROWS, repeats: int = 20,
                        forward: Callable[[nn.Module, Batch], torch.Tensor] | None = None) -> float:
-        """Median milliseconds per batch of ``batch_size`` test rows (ClickPrompt Table 8's measure)."""
+        """Median milliseconds per batch of ``batch_size`` test rows (ClickPrompt Table 8's measure), through
+        `ctrbench.cost.time_per_batch`, the code path every method's inference time goes through."""
         model.eval()
         dd = self.device_data(data)
         rows = torch.as_tensor(np.asarray(data.splits["test"][:batch_size]), dtype=torch.long)
         batch = dd.batch(rows)
-        call = (lambda: forward(model, batch)) if forward else (lambda: model(batch))
-        call()  # warm-up
-        times = []
-        for _ in range(repeats):
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            call()
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append((time.perf_counter() - t) * 1000)
-        return float(np.median(times))
+
+        def call() -> torch.Tensor:
+            with self.autocast():
+                return forward(model, batch) if forward else model(batch)
+
+        return time_per_batch(call, self.device, repeats)
 
 
 def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    return parameter_counts(model)[0]

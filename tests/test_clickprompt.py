@@ -9,8 +9,8 @@ import torch
 
 import ctrbench.cli as cli
 from ctrbench.plugins import load_plugins
+from ctrbench.text import IGNORE, TokenTable, mask_tokens
 from ctrbench.trainer import DeviceData
-from ctrbench_clickprompt.masking import IGNORE, mask_tokens
 from ctrbench_clickprompt.model import ClickPromptModel, ctr_logit
 from ctrbench_ctr.dnn import DNN
 
@@ -40,9 +40,9 @@ def _model(tiny_data, **kw):
     torch.manual_seed(0)
     ctr = DNN(tiny_data.fields, embed_dim=4, hidden_units=(16,))
     n = tiny_data.num_samples
-    tokens = torch.randint(5, 100, (n, 12))
-    mask = torch.ones(n, 12, dtype=torch.long)
-    return ClickPromptModel(ctr, plm, tokens, mask, num_prompts=3, prompt_mode=kw.pop("mode", "layerwise"), **kw)
+    ids = torch.randint(5, 100, (n, 12)).numpy().astype("uint16")
+    tokens = TokenTable(ids, torch.full((n,), 12).numpy().astype("uint8"), pad_token_id=0)
+    return ClickPromptModel(ctr, plm, tokens, num_prompts=3, prompt_mode=kw.pop("mode", "layerwise"), **kw)
 
 
 def _batch(tiny_data, n=16):

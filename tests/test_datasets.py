@@ -16,10 +16,10 @@ import pytest
 
 from ctrbench.data.buckets import headtail_item_masks, longtail_masks
 from ctrbench.data.cache import cache_root, cached_dataset, key_hash
-from ctrbench.data.text import item_texts, render_row, render_rows
 from ctrbench.data.types import CTRData, Field
 from ctrbench.errors import DataError, PluginError
 from ctrbench.registry import Registry
+from ctrbench.text import item_texts, render_row, render_rows
 from ctrbench_datasets import movielens, plugin
 from ctrbench_datasets.movielens import MovieLens100K, split_title_year
 from ctrbench_datasets.synthetic import BLOCK, Synthetic

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from test_history import brute_force_history
 
-from ctrbench.data.text import item_texts
 from ctrbench.errors import DataError
 from ctrbench.plugins import load_plugins
 from ctrbench.testing import check_dataset
+from ctrbench.text import item_texts
 from ctrbench_datasets.amazon import Amazon
 
 # (reviewer, asin, overall, unixReviewTime) in file order. With k = 2 the k-core needs four rounds:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ctrbench.data.text import render_row
 from ctrbench.errors import DataError
 from ctrbench.testing import check_dataset
+from ctrbench.text import render_row
 from ctrbench_datasets.bookcrossing import BookCrossing
 
 # (user, ISBN, rating) in file order. Rating 0 = implicit. User 12 rates 034545104X twice (the second

@@ -11,9 +11,9 @@ import pytest
 from test_data_sources import LocalServer
 from test_history import brute_force_history
 
-from ctrbench.data.text import render_row
 from ctrbench.errors import DataError
 from ctrbench.testing import check_dataset
+from ctrbench.text import render_row
 from ctrbench_datasets import movielens1m
 from ctrbench_datasets.movielens1m import MovieLens1M
 

@@ -217,13 +217,16 @@ def test_stopping_the_pool_terminates_busy_workers(tmp_path):
     assert time.monotonic() - t < 10 and not any(p.is_alive() for p in procs)
 
 
-def _fake_run_one(device: str = "cpu", shipped: tuple = (), in_process: tuple = ()) -> types.SimpleNamespace:
+def _fake_run_one(device: str = "cpu", shipped: tuple = (), in_process: tuple = ()):
+    """The runner's `InProcessRun` (the typed `RunOne` executors get) over a stand-in job and session."""
     import torch
 
+    from ctrbench.runner import InProcessRun
+
     infos = [types.SimpleNamespace(name=n, distribution="(in-process)", status="loaded") for n in in_process]
-    return types.SimpleNamespace(job=types.SimpleNamespace(plugins=tuple((n, n, "/") for n in shipped)),
-                                 session=types.SimpleNamespace(device=torch.device(device),
-                                                               plugins=types.SimpleNamespace(infos=infos)))
+    session = types.SimpleNamespace(device=torch.device(device), plugins=types.SimpleNamespace(infos=infos),
+                                    store=None)
+    return InProcessRun(types.SimpleNamespace(plugins=tuple((n, n, "/") for n in shipped)), session, None)
 
 
 def test_local_workers_setting_is_checked_and_decides_where_runs_go(workdir, capsys):

@@ -289,7 +289,7 @@ def test_registry_names_and_metadata(registry) -> None:
     assert registry.get("bert-tiny").metadata["mlm_head"].startswith("pretrained")
     for name in registry:
         entry = registry.get(name)
-        assert entry.plugin == "builtin-plm" and entry.metadata["family"] in ("masked_lm", "causal_lm")
+        assert entry.plugin == "builtin-plm" and entry.metadata["family"] in ("masked_lm", "causal_lm", "seq2seq_lm")
         assert entry.summary and "path" in inspect.signature(entry.factory).parameters
     causal = {n for n in registry if registry.get(n).metadata["family"] == "causal_lm"}
     assert causal == {"smollm2-135m", "llama-2-7b", "llama-3-8b", "qwen2.5-0.5b", "random-llama"}
@@ -299,7 +299,7 @@ def test_registry_names_and_metadata(registry) -> None:
 def test_registering_loads_nothing() -> None:
     code = ("import sys; from ctrbench_plm import plugin; names = []; "
             "plugin.ctrbench_register_plms(register=lambda n, f, **k: names.append(n)); "
-            "assert len(names) == 11, names; "
+            "assert len(names) == 15, names; "
             "assert 'transformers' not in sys.modules and 'torch' not in sys.modules, 'imported at registration'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 

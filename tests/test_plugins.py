@@ -30,19 +30,16 @@ def test_builtin_plugins_register_every_kind():
 
 
 def test_every_registration_hook_reaches_its_registry():
+    from ctrbench.kinds import KINDS
+
     def reg(kind):
         return lambda register: register(f"x-{kind}", lambda: None, summary=kind)
 
-    mod = _module("everything",
-                  ctrbench_register_datasets=reg("datasets"),
-                  ctrbench_register_ctr_backbones=reg("ctr"),
-                  ctrbench_register_plms=reg("plm"),
-                  ctrbench_register_methods=reg("methods"),
-                  ctrbench_register_executors=reg("executors"))
+    mod = _module("everything", **{kind.hook: reg(kind.name) for kind in KINDS})
     plugins = load_plugins(extra=[("everything", mod)])
-    for kind in ("datasets", "ctr", "plm", "methods", "executors"):
-        entry = plugins.registry(kind).get(f"x-{kind}")
-        assert entry.plugin == "everything" and entry.summary == kind
+    for kind in KINDS:
+        entry = plugins.registry(kind.name).get(f"x-{kind.name}")
+        assert entry.plugin == "everything" and entry.summary == kind.name
 
 
 def test_run_finished_hook_is_called_and_a_raising_tracker_is_contained():

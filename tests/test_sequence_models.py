@@ -25,13 +25,13 @@ ITEM = 1  # column of item_id in synthetic_fields()
 # ---------------------------------------------------------------- conformance
 
 
+# DIN and DIEN with their defaults: tests/test_conformance.py; here, structurally different configs, and a model
+# that ignores sequences passing the kit's history mode unchanged.
 @pytest.mark.parametrize(("factory", "config"), [
-    pytest.param(DIN, {}, id="din"),
     pytest.param(DIN, {"attention_softmax": True}, id="din-softmax"),
     pytest.param(DIN, {"attention_activation": "prelu", "attention_hidden_units": (8, 4)}, id="din-prelu"),
     pytest.param(DIN, {"attention_activation": "sigmoid", "hidden_units": (16,), "batch_norm": True,
                        "dropout": 0.1}, id="din-sigmoid-bn"),
-    pytest.param(DIEN, {}, id="dien"),
     pytest.param(DIEN, {"hidden_units": (16, 8), "batch_norm": True}, id="dien-bn"),
     pytest.param(DNN, {}, id="dnn-ignores-history"),
 ])

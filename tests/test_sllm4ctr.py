@@ -191,12 +191,12 @@ def _ctx(data, tmp_path, method: str, plm_config: dict | None = None, **train):
     return RunContext(spec, data, plugins, trainer, torch.device("cpu"), trainer.reporter, tmp_path)
 
 
-SMALL = {"max_length": 32, "batch_size": 8, "lr": 1e-3, "template": "user {user_id} item {item_id} "
+SMALL = {"max_length": 32, "template": "user {user_id} item {item_id} "
          "category {cat} ? Answer Yes or No . Answer :"}
 
 
 def test_sllm4ctr_without_temperature_and_beta_zero_is_tallrec_bit_for_bit(tiny_data, tmp_path):
-    train = {"max_samples": 24, "eval_max_samples": 16}
+    train = {"max_samples": 24, "eval_max_samples": 16, "batch_size": 8, "lr": 1e-3, "epochs": 1}
     same_lora = {"lora_targets": ["q_proj", "v_proj"], "lora_dropout": 0.05}
     base = tallrec(**SMALL, **same_lora).run(_ctx(tiny_data, tmp_path, "tallrec", **train))
     off = sllm4ctr(**SMALL, **same_lora, adaptive_temperature=False, beta=0.0).run(
@@ -229,7 +229,7 @@ def test_losses_match_the_switches():
 def test_a_masked_lm_is_refused_with_a_clear_error(tiny_data, tmp_path):
     ctx = _ctx(tiny_data, tmp_path, "tallrec", max_samples=8)
     ctx.spec = RunSpec("t", ComponentRef("tiny"), ComponentRef("tallrec"), None, ComponentRef("random-bert"), {}, 0)
-    with pytest.raises(PluginError, match=r"needs a causal LM .*'random-bert' is a masked_lm"):
+    with pytest.raises(PluginError, match=r"needs a causal LM .* or a seq2seq LM .*'random-bert' is a masked_lm"):
         tallrec(**SMALL).run(ctx)
 
 
@@ -239,9 +239,9 @@ name: llm-tiny
 datasets: [{name: synthetic, num_samples: 1500, num_fields: 3, vocab_size: 12}]
 seeds: [1]
 defaults:
-  method: {name: sllm4ctr, batch_size: 8, max_length: 40, lr: 0.001}
+  method: {name: sllm4ctr, max_length: 40}
   plm: random-llama
-  train: {max_samples: 16, eval_max_samples: 40}
+  train: {max_samples: 16, eval_max_samples: 40, batch_size: 8, lr: 0.001}
 variants:
   SLLM4CTR: {}
   TallRec: {method.name: tallrec}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -31,6 +32,33 @@ class Field:
         return self.text_name or self.name.replace("_", " ")
 
 
+@dataclass(frozen=True)
+class TextSpec:
+    """How a dataset's samples read as text, shipped by the dataset; every entry is optional and an empty one
+    means `ctrbench.text`'s default (the heuristics documented there).
+
+    Templates are ``str.format`` strings whose placeholders are field names (replaced by the value's text from
+    ``vocab``) and ``{history}`` (the names of the user's most recent liked items, for ``row``/``user``/``prompt``).
+
+    - ``labels``: field name -> label in "label is value." texts, over ``Field.text_name``.
+    - ``row``: one sample (default: "label is value." for every categorical field).
+    - ``item``: one item; only item-side fields (default: "label is value." for the item-side fields).
+    - ``user``: one user; only user-side fields and ``{history}`` (default: the user-side fields).
+    - ``prompt``: a sample as a Yes/No question for a language model (default: a generic one).
+    - ``item_name``: the field that names an item in histories (default: ``title``/``name``/``item_title``).
+
+    It is code, not data: a dataset attaches it when it loads (``data.text = ...``), it is not stored in the
+    preprocessing cache and not part of ``fingerprint``; token caches key on the template text itself.
+    """
+
+    labels: Mapping[str, str] = field(default_factory=dict)
+    row: str = ""
+    item: str = ""
+    user: str = ""
+    prompt: str = ""
+    item_name: str = ""
+
+
 @dataclass
 class CTRData:
     """A preprocessed CTR dataset.
@@ -41,7 +69,8 @@ class CTRData:
     categorical field whose indices they hold, e.g. ``history`` shares ``item_id``).
     ``vocab[field][i]`` is the text of index ``i``.
     ``user``/``item`` are the raw-id indices used for long-tail buckets. ``splits`` maps train/valid/test
-    to sorted row-index arrays. Arrays may be ``np.memmap`` for sets larger than memory.
+    to sorted row-index arrays. Arrays may be ``np.memmap`` for sets larger than memory. ``text``: the dataset's
+    own text templates and labels (`TextSpec`; empty = the defaults of ``ctrbench.text``).
     """
 
     name: str
@@ -59,6 +88,7 @@ class CTRData:
     item_field: str = "item_id"
     fingerprint: str = ""
     description: str = ""
+    text: TextSpec = field(default_factory=TextSpec)
 
     def __post_init__(self) -> None:
         n = len(self.y)

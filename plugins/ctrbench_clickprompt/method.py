@@ -9,92 +9,59 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import math
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch import nn
 
 from ctrbench.context import RunContext, predictions_of
-from ctrbench.data.text import render_rows
-from ctrbench.errors import RunError
 from ctrbench.results import Predictions
-from ctrbench.trainer import seed_everything
+from ctrbench.text import IGNORE, TokenTable, mask_tokens, maskable, token_cache_key
 from ctrbench_clickprompt.config import ClickPromptConfig
-from ctrbench_clickprompt.masking import IGNORE, mask_tokens
 from ctrbench_clickprompt.model import ClickPromptModel
 
 log = logging.getLogger(__name__)
 
 
-def tokenize_all(data: Any, plm: Any, max_length: int, out_dir: Path, chunk: int = 4096) -> None:
-    """Every row's "field is value." text, tokenized once to fixed-width arrays [N, max_length]."""
-    n = data.num_samples
-    ids = np.full((n, max_length), plm.pad_token_id, dtype=np.int64)
-    mask = np.zeros((n, max_length), dtype=np.int8)
-    for start in range(0, n, chunk):
-        rows = np.arange(start, min(start + chunk, n))
-        t_ids, t_mask = plm.tokenize(render_rows(data, rows), max_length=max_length)
-        width = t_ids.shape[1]
-        ids[rows, :width] = t_ids.cpu().numpy()
-        mask[rows, :width] = t_mask.cpu().numpy()
-    np.savez(out_dir / "tokens.npz", ids=ids, mask=mask)
-
-
-def load_tokens(stage_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    with np.load(stage_dir / "tokens.npz") as f:
-        return torch.from_numpy(f["ids"]), torch.from_numpy(f["mask"].astype(np.int64))
-
-
 def pretrain_pamlm(ctx: RunContext, model: ClickPromptModel, cfg: ClickPromptConfig, out_dir: Path) -> None:
-    """Prompt-augmented MLM (§3.5.1): CTR model + generator + PLM trained jointly to recover masked tokens."""
-    gen = seed_everything(ctx.seed)
-    device = ctx.device
-    model.to(device).train()
+    """Prompt-augmented MLM (§3.5.1): CTR model + generator + PLM trained jointly to recover masked tokens.
+
+    One engine phase without a validation monitor (pretraining has no AUC to select on). AdamW's weight decay
+    is torch's default 0.01, as this stage has always used (its cached results stay valid).
+    """
     trainer = ctx.trainer
-    dd = trainer.device_data(ctx.data)
-    rows = torch.as_tensor(np.asarray(ctx.data.splits["train"]), dtype=torch.long)
-    if cfg.pretrain_max_samples is not None and cfg.pretrain_max_samples < len(rows):
-        pick = torch.randperm(len(rows), generator=torch.Generator().manual_seed(ctx.seed))
-        rows = rows[pick[:cfg.pretrain_max_samples]].sort().values
-    params = [p for n, p in model.named_parameters() if not n.startswith("plm_head") and n != "alpha"]
-    opt = torch.optim.AdamW(params, lr=cfg.pretrain_lr, fused=device.type in ("cpu", "cuda"))
-    special = torch.tensor(sorted(model.plm.tokenizer.all_special_ids), device=device)
+    model.to(ctx.device)
+    rows = trainer.train_rows(ctx.data, max_samples=cfg.pretrain_max_samples)
+    special = sorted(model.plm.tokenizer.all_special_ids)
     mask_gen = torch.Generator().manual_seed(ctx.seed + 1)
-    history, t0 = [], time.perf_counter()
-    steps = math.ceil(len(rows) / cfg.pretrain_batch_size)
-    for epoch in range(1, cfg.pretrain_epochs + 1):
-        ctx.reporter.start(steps, f"PA-MLM epoch {epoch}/{cfg.pretrain_epochs}")
-        total, count = 0.0, 0
-        for batch in trainer.batches(dd, rows, cfg.pretrain_batch_size, gen):
-            ids, mask = model.text(batch)
-            maskable = mask.bool() & ~torch.isin(ids, special)
-            corrupted, labels = mask_tokens(ids, maskable, mask_token_id=model.plm.mask_token_id,
-                                            vocab_size=model.plm.vocab_size, mask_prob=cfg.mask_prob,
-                                            generator=mask_gen)
-            if not (labels != IGNORE).any():
-                continue
-            with trainer.autocast():
-                loss = model.mlm_loss(batch, corrupted, mask, labels)
-            if not torch.isfinite(loss):
-                raise RunError(f"run {trainer.run_name}: PA-MLM loss became {loss.item()} at epoch {epoch}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(params, trainer.config.grad_clip or 1e9)
-            opt.step()
-            total += float(loss.detach())
-            count += 1
-            ctx.reporter.advance()
-        ctx.reporter.finish()
-        history.append({"epoch": epoch, "mlm_loss": total / max(count, 1)})
-        log.info("%s PA-MLM epoch %d: loss %.4f", trainer.run_name, epoch, history[-1]["mlm_loss"])
+
+    def loss(batch: Any) -> torch.Tensor | None:
+        ids, mask = model.text(batch)
+        corrupted, labels = mask_tokens(ids, maskable(ids, mask, special), mask_token_id=model.plm.mask_token_id,
+                                        vocab_size=model.plm.vocab_size, mask_prob=cfg.mask_prob,
+                                        generator=mask_gen)
+        if not (labels != IGNORE).any():
+            return None  # nothing selected in this batch: no step
+        return model.mlm_loss(batch, corrupted, mask, labels)
+
+    params = [p for n, p in model.named_parameters() if not n.startswith("plm_head") and n != "alpha"]
+    phase = trainer.phase("PA-MLM", trainer.row_source(ctx.data, rows, cfg.pretrain_batch_size), loss, params,
+                          model=model, epochs=cfg.pretrain_epochs, lr=cfg.pretrain_lr, weight_decay=0.01,
+                          schedule="constant", warmup=0.0)
+    report = trainer.engine.run(phase)
     torch.save({"ctr": model.ctr.state_dict(), "generator": model.generator.state_dict(),
                 "plm": model.plm.state_dict()}, out_dir / "weights.pt")
+    history = [{"epoch": h["epoch"], "mlm_loss": h["train_loss"]} for h in report.history]
     (out_dir / "pretrain.json").write_text(json.dumps(
-        {"history": history, "seconds": time.perf_counter() - t0, "samples": len(rows)}, indent=2))
+        {"history": history, "seconds": report.train_seconds, "samples": len(rows)}, indent=2))
+
+
+def row_tokens(ctx: RunContext, plm: Any, max_length: int) -> TokenTable:
+    """Every row's "field is value." text, tokenized once per (data, tokenizer, max length): a cached stage."""
+    key = token_cache_key(ctx.data, plm, texts="row", max_length=max_length)
+    stage = ctx.stage("text-tokens", key,
+                      lambda d: TokenTable.for_rows(ctx.data, plm, max_length, key=key).save(d))
+    return TokenTable.load(stage, key=key)
 
 
 class ClickPrompt:
@@ -110,12 +77,10 @@ class ClickPrompt:
         cfg = self.config
         plm = ctx.build_plm()
         base = self._stage_base(ctx)
-        token_dir = ctx.stage("clickprompt-tokens", {**base, "max_length": cfg.max_length},
-                              lambda d: tokenize_all(ctx.data, plm, cfg.max_length, d))
-        tokens, token_mask = load_tokens(token_dir)
+        tokens = row_tokens(ctx, plm, cfg.max_length)
 
         def fresh_model() -> ClickPromptModel:
-            return ClickPromptModel(ctx.build_ctr(), plm, tokens, token_mask, num_prompts=cfg.num_prompts,
+            return ClickPromptModel(ctx.build_ctr(), plm, tokens, num_prompts=cfg.num_prompts,
                                     prompt_mode=cfg.prompt_mode, use_prompt=cfg.use_prompt,
                                     alpha_init=cfg.alpha_init)
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ctrbench.models.base import Batch, CTRBackbone
+from ctrbench.text import TokenTable
 
 
 class PromptGenerator(nn.Module):
@@ -44,11 +45,12 @@ def ctr_logit(ctr: CTRBackbone, batch: Batch, q: torch.Tensor) -> torch.Tensor:
 class ClickPromptModel(nn.Module):
     """CTR backbone + prompt generator + PLM, over the dataset's pre-tokenized texts.
 
-    ``tokens``/``token_mask`` ([N, T], all rows of the dataset) are non-persistent buffers: they move with
-    the model to its device and are gathered by ``batch.idx``, but are not saved with the weights.
+    ``tokens`` (a `TokenTable` of every row of the dataset, in compact dtypes on the CPU) is not a module
+    buffer: only each batch's rows are gathered onto the model's device, so the device never holds all texts
+    (int64 tokens of every MovieLens-1M row at 128 tokens would take 2 GB of GPU memory).
     """
 
-    def __init__(self, ctr: CTRBackbone, plm: Any, tokens: torch.Tensor, token_mask: torch.Tensor, *,
+    def __init__(self, ctr: CTRBackbone, plm: Any, tokens: TokenTable, *,
                  num_prompts: int, prompt_mode: str, use_prompt: bool = True, alpha_init: float = 0.5) -> None:
         super().__init__()
         self.ctr = ctr
@@ -60,14 +62,11 @@ class ClickPromptModel(nn.Module):
         h = plm.hidden_size
         self.plm_head = nn.Sequential(nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 1))  # MLP(Pooling(·)), Eq. 9
         self.alpha = nn.Parameter(torch.tensor(float(alpha_init)))
-        self.register_buffer("tokens", tokens, persistent=False)
-        self.register_buffer("token_mask", token_mask, persistent=False)
+        self.tokens = tokens
 
     def text(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = batch.idx.to(self.tokens.device)
-        mask = self.token_mask[idx]
-        width = int(mask.sum(1).max())  # trim the batch to its longest text: less padding to encode
-        return self.tokens[idx][:, :width], mask[:, :width]
+        """The batch's token ids and mask, trimmed to its longest text (less padding to encode)."""
+        return self.tokens.gather(batch.idx, self.alpha.device, trim=True)
 
     def hidden_and_prompts(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         q = self.ctr.interact(self.ctr.embed(batch))

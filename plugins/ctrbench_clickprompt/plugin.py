@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ctrbench import hookimpl
 from ctrbench.hookspecs import Register
+from ctrbench.protocols import MethodNeeds
 from ctrbench_clickprompt.method import clickprompt
 
 
@@ -13,4 +14,6 @@ def ctrbench_register_methods(register: Register) -> None:
              summary="CTR model generates layer-wise soft prompts for a PLM; PA-MLM pretraining; finetune "
                      "with or without the PLM",
              paper="Lin et al., ClickPrompt: CTR Models are Strong Prompt Generators for Adapting Language "
-                   "Models to CTR Prediction, WWW 2024 (arXiv:2310.09234)")
+                   "Models to CTR Prediction, WWW 2024 (arXiv:2310.09234)",
+             needs=MethodNeeds(plm=("masked_lm",), ctr=True),
+             quick_config={"pretrain_epochs": 1, "pretrain_batch_size": 256, "max_length": 16, "num_prompts": 1})

@@ -28,7 +28,7 @@ from typing import Any
 from ctrbench.data.cache import cache_root, cached_dataset, key_hash
 from ctrbench.data.perms import file_mode
 from ctrbench.data.sources import DataSource, cached_sha256
-from ctrbench.data.types import CTRData
+from ctrbench.data.types import CTRData, TextSpec
 from ctrbench.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,8 @@ class RawDataset:
     ``name``: the dataset's name (cache directory, ``CTRData.name``). ``version``: the preprocessing
     version, bumped when ``build`` changes. ``files``: the raw file names ``build`` reads. ``archive``: the
     name of the official archive holding them, if any. ``manual``: how to get the files by hand (one
-    sentence, shown when they are missing).
+    sentence, shown when they are missing). ``text``: the dataset's text templates and field labels
+    (``CTRData.text``), set on every load, so editing them needs no version bump.
     """
 
     name: str = ""
@@ -50,6 +51,7 @@ class RawDataset:
     files: tuple[str, ...] = ()
     archive: str = ""
     manual: str = ""
+    text: TextSpec = TextSpec()  # the dataset's text templates and labels, attached on load (not cached)
 
     def __init__(self, source: str = AUTO) -> None:
         self.source = str(source)
@@ -164,4 +166,6 @@ class RawDataset:
     def load(self, cache_dir: Path) -> CTRData:
         cache_dir = Path(cache_dir)
         files = self.raw_files(cache_dir)
-        return cached_dataset(cache_dir, self._key(files, cache_dir), lambda workdir: self.build(files, workdir))
+        data = cached_dataset(cache_dir, self._key(files, cache_dir), lambda workdir: self.build(files, workdir))
+        data.text = self.text
+        return data

@@ -40,8 +40,9 @@ import pandas as pd
 from ctrbench.data.cache import cache_root, cached_dataset, key_hash
 from ctrbench.data.prep import check_history_length, check_split, join_side, temporal_ctr_data
 from ctrbench.data.sources import DataSource, FirstAvailable, UrlSource, WheelFile, sha256_file
-from ctrbench.data.types import CTRData
+from ctrbench.data.types import CTRData, TextSpec
 from ctrbench.errors import DataError
+from ctrbench.text.templates import YES_NO_QUESTION
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,12 @@ FIELDS = (
     ("occupation", "occupation"), ("zip_code", "zip code"), ("title", "title"), ("release_year", "release year"),
     ("genres", "genres"),
 )
+# The Yes/No prompt of the LLM methods (TallRec, SLLM4CTR): user and item ids included, the user's recently liked
+# movies by title ({history}), the question last so the next token is the answer.
+PROMPT = ("User {user_id} is a {age}-year-old {gender} {occupation} (zip code {zip_code}). "
+          "The user recently liked: {history}. Movie {item_id} is \"{title}\" ({release_year}; {genres}). "
+          "Will user {user_id} like movie {item_id}? " + YES_NO_QUESTION)
+TEXT = TextSpec(prompt=PROMPT, item_name="title")
 _MISSING = {"", "unknown", "unkonwn"}
 _YEAR = re.compile(r"^(.*)\((\d{4})\)(.*)$")
 
@@ -157,7 +164,9 @@ class MovieLens100K:
 
     def load(self, cache_dir: Path) -> CTRData:
         raw = self._raw_path(Path(cache_dir))
-        return cached_dataset(Path(cache_dir), self._key(raw), lambda: self.build(raw))
+        data = cached_dataset(Path(cache_dir), self._key(raw), lambda: self.build(raw))
+        data.text = TEXT  # code, not cached data: always the current templates
+        return data
 
     # -- preprocessing -----------------------------------------------------------------------------
     def build(self, raw: Path) -> CTRData:
@@ -292,6 +301,8 @@ def preprocess(inter: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame, *,
     if drop_rating is not None:
         inter = inter[inter["rating"] != drop_rating]
     table = join_side(join_side(inter, users, "user_id", NAME), items, "item_id", NAME)
-    return temporal_ctr_data(NAME, table, FIELDS, positive_min_rating=positive_min_rating, split=split,
+    data = temporal_ctr_data(NAME, table, FIELDS, positive_min_rating=positive_min_rating, split=split,
                              history_length=history_length, history_text="recently liked movies",
                              description=description)
+    data.text = TEXT
+    return data

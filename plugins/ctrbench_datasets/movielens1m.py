@@ -24,8 +24,9 @@ import pandas as pd
 from ctrbench.data.prep import check_history_length, check_split, join_side, temporal_ctr_data
 from ctrbench.data.readers import read_separated
 from ctrbench.data.sources import DataSource, UrlSource
-from ctrbench.data.types import CTRData
+from ctrbench.data.types import CTRData, TextSpec
 from ctrbench.errors import DataError
+from ctrbench.text.templates import YES_NO_QUESTION
 from ctrbench_datasets.base import AUTO, RawDataset
 
 NAME = "movielens-1m"
@@ -35,6 +36,11 @@ CHECKSUM = "sha256:a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54
 
 FIELDS = (("user_id", "user id"), ("gender", "gender"), ("age", "age"), ("occupation", "occupation"),
           ("zip_code", "zip code"), ("item_id", "movie id"), ("title", "title"), ("genres", "genres"))
+# The Yes/No prompt of the LLM methods, MovieLens-100K's without its release-year field (ML-1M titles keep the year).
+PROMPT = ("User {user_id} is a {gender} {occupation} aged {age} (zip code {zip_code}). "
+          "The user recently liked: {history}. Movie {item_id} is \"{title}\" ({genres}). "
+          "Will user {user_id} like movie {item_id}? " + YES_NO_QUESTION)
+TEXT = TextSpec(prompt=PROMPT, item_name="title")
 GENDERS = {"F": "female", "M": "male"}
 AGES = {"1": "under 18", "18": "18-24", "25": "25-34", "35": "35-44", "45": "45-49", "50": "50-55", "56": "56+"}
 OCCUPATIONS = ("other", "academic/educator", "artist", "clerical/admin", "college/grad student", "customer service",
@@ -58,6 +64,7 @@ class MovieLens1M(RawDataset):
     files = ("ratings.dat", "users.dat", "movies.dat")
     archive = "ml-1m.zip"
     manual = f"download {URL} (or its files) from https://grouplens.org/datasets/movielens/1m/"
+    text = TEXT
 
     def __init__(self, source: str = AUTO, drop_rating: int | None = 3, positive_min_rating: int = 4,
                  split: tuple[float, float, float] = (0.8, 0.1, 0.1), history_length: int = 20,

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import ClassVar
 
 from ctrbench.errors import SuiteError
+from ctrbench.protocols import RunOne
 from ctrbench.results import RunResult
 from ctrbench.spec import RunSpec
 from ctrbench_executors.pool import RETRIES_AFTER_POOL_CRASH, cpu_cores, run_in_pool
@@ -50,6 +52,8 @@ class LocalGpusExecutor:
         threads: torch CPU threads per worker (default: the cores divided among the workers).
     """
 
+    remote: ClassVar[bool] = False  # runs on this machine: --device is checked here
+
     def __init__(self, devices: list[int | str] | None = None, workers_per_device: int = 1,
                  threads: int | None = None) -> None:
         if workers_per_device < 1:
@@ -65,14 +69,13 @@ class LocalGpusExecutor:
                              "sees no CUDA device); use the 'local' executor, or list devices to pin CPU workers")
         return assign_slots(devices, self.workers_per_device, self.threads, cpu_cores())
 
-    def execute(self, specs: list[RunSpec], run_one: Callable[[RunSpec], RunResult]) -> Iterator[RunResult]:
+    def execute(self, specs: list[RunSpec], run_one: RunOne) -> Iterator[RunResult]:
         if not specs:
             return
         slots, threads = self.slots()
-        job = run_one.job.for_worker(threads=threads, gpus=1)  # type: ignore[attr-defined]
+        job = run_one.job.for_worker(threads=threads, gpus=1)
         log.info("local-gpus: %d workers on GPUs %s, %d threads each", len(slots), ",".join(slots), threads)
-        yield from run_in_pool(specs, job, run_one.session.store, len(slots), "local-gpus",  # type: ignore[attr-defined]
-                               pins=slots)
+        yield from run_in_pool(specs, job, run_one.store, len(slots), "local-gpus", pins=slots)
 
 
 __all__ = ["RETRIES_AFTER_POOL_CRASH", "LocalGpusExecutor", "assign_slots", "cpu_cores", "visible_devices"]

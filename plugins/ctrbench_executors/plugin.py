@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import ClassVar
 
 from ctrbench import hookimpl
 from ctrbench.errors import SuiteError
+from ctrbench.hookspecs import Register
+from ctrbench.protocols import RunOne
 from ctrbench.results import RunResult
 from ctrbench.spec import RunSpec
 from ctrbench_executors.local_gpus import LocalGpusExecutor
@@ -32,6 +34,8 @@ class LocalExecutor:
             unless set); runs in this process use the session's.
     """
 
+    remote: ClassVar[bool] = False  # runs on this machine: --device is checked here
+
     def __init__(self, workers: int | str = "auto", threads: int | None = None) -> None:
         if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise SuiteError(f"executor 'local': workers must be a whole number of at least 1 or 'auto', "
@@ -44,29 +48,28 @@ class LocalExecutor:
     def worker_count(self) -> int:
         return cpu_cores() if self.workers == "auto" else int(self.workers)
 
-    def execute(self, specs: list[RunSpec], run_one: Callable[[RunSpec], RunResult]) -> Iterator[RunResult]:
+    def execute(self, specs: list[RunSpec], run_one: RunOne | Callable[[RunSpec], RunResult]) -> Iterator[RunResult]:
+        """``run_one`` is the `RunOne` of `run_suite`; a bare callable (tests) runs every spec in this process."""
         workers = self._parallel_workers(specs, run_one)
-        if workers <= 1:  # Ctrl-C propagates after the current run; finished runs are stored
+        if workers <= 1 or not isinstance(run_one, RunOne):  # Ctrl-C propagates after the current run
             for spec in specs:
                 yield run_one(spec)
             return
-        job = run_one.job  # type: ignore[attr-defined]
-        job = job.for_worker(threads=self.threads or job.threads or 1, gpus=0)
+        job = run_one.job.for_worker(threads=self.threads or run_one.job.threads or 1, gpus=0)
         log.info("local: %d worker processes, %d threads each", workers, job.threads)
-        yield from run_in_pool(specs, job, run_one.session.store, workers, "local")  # type: ignore[attr-defined]
+        yield from run_in_pool(specs, job, run_one.store, workers, "local")
 
-    def _parallel_workers(self, specs: list[RunSpec], run_one: Any) -> int:
+    def _parallel_workers(self, specs: list[RunSpec], run_one: RunOne | Callable[[RunSpec], RunResult]) -> int:
         """How many worker processes to start; 1 (or less) runs in this process."""
         workers = min(self.worker_count(), len(specs))
-        session = getattr(run_one, "session", None)
-        if workers <= 1 or session is None or not hasattr(run_one, "job"):
+        if workers <= 1 or not isinstance(run_one, RunOne):
             return 1
-        if session.device.type != "cpu":
+        if run_one.device.type != "cpu":
             if self.workers == "auto":  # one process on the GPU, as before; local-gpus runs one per GPU
                 return 1
             raise SuiteError(f"executor 'local': workers runs processes on the CPU, but the device is "
-                             f"{session.device}: use --device cpu, or the local-gpus executor")
-        stuck = unshippable_plugins(run_one)
+                             f"{run_one.device}: use --device cpu, or the local-gpus executor")
+        stuck = run_one.unshippable_plugins()
         if stuck:
             log.warning("local: plugin(s) %s were registered in this process and cannot be imported by worker "
                         "processes; running in this process instead", ", ".join(stuck))
@@ -74,17 +77,11 @@ class LocalExecutor:
         return workers
 
 
-def unshippable_plugins(run_one: Any) -> list[str]:
-    """In-process plugins (``load_plugins(extra=...)``) that the job cannot ship to a worker process."""
-    shipped = {name for name, _, _ in run_one.job.plugins}
-    return [i.name for i in run_one.session.plugins.infos
-            if i.distribution == "(in-process)" and i.status == "loaded" and i.name not in shipped]
-
-
 @hookimpl
-def ctrbench_register_executors(register) -> None:
+def ctrbench_register_executors(register: Register) -> None:
     register("local", LocalExecutor,
              summary="parallel worker processes on this machine's CPU cores (one thread each); "
-                     "workers: 1 runs in-process")
+                     "workers: 1 runs in-process", quick_config={"workers": 1})
     register("local-gpus", LocalGpusExecutor,
-             summary="one worker process per visible GPU, each pinned with CUDA_VISIBLE_DEVICES")
+             summary="one worker process per visible GPU, each pinned with CUDA_VISIBLE_DEVICES",
+             quick_config={"devices": ["0"]})  # one pinned worker; a CPU worker where there is no GPU

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from ctrbench import hookimpl
 from ctrbench.context import RunContext, predictions_of
+from ctrbench.hookspecs import Register
+from ctrbench.protocols import MethodNeeds
 from ctrbench.results import Predictions
 
 
@@ -19,5 +21,5 @@ class CTRMethod:
 
 
 @hookimpl
-def ctrbench_register_methods(register) -> None:
-    register("ctr", CTRMethod, summary="the CTR backbone alone (ID features only)")
+def ctrbench_register_methods(register: Register) -> None:
+    register("ctr", CTRMethod, summary="the CTR backbone alone (ID features only)", needs=MethodNeeds(ctr=True))

@@ -12,14 +12,13 @@ What the methods need from it, and why it is computed this way:
   loses its oldest history rather than its question.
 
 LoRA is applied through peft (`add_lora`), which freezes every base weight; the model itself is never forked.
+What this family shares with `Seq2SeqLM` (the output type, answer-token ids, LoRA, checkpointing) is in `yes_no`.
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,16 @@ import torch
 from torch import nn
 
 from ctrbench.atomic import atomic_directory
-from ctrbench.errors import DataError, PluginError
-from ctrbench_plm.loading import loading_errors, resolve_source
+from ctrbench.errors import DataError
+from ctrbench_plm.loading import load_pretrained
+from ctrbench_plm.yes_no import (  # noqa: F401  (YesNoOutput, single_token_id, random_word_tokenizer: re-exported)
+    YesNoLM,
+    YesNoOutput,
+    answer_logits,
+    masked_mean,
+    random_word_tokenizer,
+    single_token_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,98 +43,18 @@ log = logging.getLogger(__name__)
 COMPLETE_MARKER = ".ctrbench-complete"
 
 
-@dataclass
-class YesNoOutput:
-    """Scores and embeddings of one batch of prompts."""
-
-    logits: torch.Tensor  # [B, 2]: (l_no, l_yes)
-    click: torch.Tensor  # [B, H]: last layer, last (answer) position — SLLM4CTR's e_L
-    prompt: torch.Tensor  # [B, H]: last layer, mean over real tokens — SLLM4CTR's e_c
-
-    @property
-    def margin(self) -> torch.Tensor:
-        """l_yes - l_no: p_yes = sigmoid(margin), the two-way softmax over (No, Yes)."""
-        return self.logits[:, 1] - self.logits[:, 0]
-
-
-def single_token_id(tokenizer: Any, word: str, name: str) -> int:
-    ids = tokenizer.encode(word, add_special_tokens=False)
-    if len(ids) != 1:
-        raise PluginError(f"PLM '{name}': the answer {word!r} is {len(ids)} tokens ({ids}) for this tokenizer; "
-                          "Yes/No scoring needs one token each (pass answer_tokens=... with single-token words)")
-    return int(ids[0])
-
-
-class CausalLM(nn.Module):
+class CausalLM(YesNoLM):
     """A ``*ForCausalLM`` model + tokenizer, scored on two answer tokens (default " Yes" / " No")."""
 
     family = "causal_lm"
+    lora_task_type = "CAUSAL_LM"
+    default_lora_targets = ("q_proj", "v_proj")
 
     def __init__(self, model: nn.Module, tokenizer: Any, *, name: str = "",
                  answer_tokens: Sequence[str] = (" Yes", " No"), loading_info: dict[str, Any] | None = None) -> None:
-        super().__init__()
-        self.model = model
-        self.tokenizer = tokenizer
-        self.name = name
-        self.loading_info = loading_info or {}
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
+        super().__init__(model, tokenizer, name=name, answer_tokens=answer_tokens, loading_info=loading_info)
         tokenizer.padding_side = "left"
         tokenizer.truncation_side = "left"
-        yes, no = answer_tokens
-        self.yes_id = single_token_id(tokenizer, yes, name)
-        self.no_id = single_token_id(tokenizer, no, name)
-        self.lora_config: dict[str, Any] | None = None
-
-    # -- properties ---------------------------------------------------------------------------------
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.base_model().config.hidden_size)
-
-    def base_model(self) -> nn.Module:
-        """The ``*ForCausalLM`` module (under peft's wrapper when LoRA is on)."""
-        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
-
-    # -- LoRA ---------------------------------------------------------------------------------------
-    def add_lora(self, r: int = 8, alpha: int = 16, dropout: float = 0.05,
-                 target_modules: Sequence[str] = ("q_proj", "v_proj"), seed: int = 0) -> int:
-        """Wrap the model with peft LoRA adapters (base weights frozen); returns the trainable parameter count."""
-        from peft import LoraConfig, get_peft_model
-
-        if self.lora_config is not None:
-            raise PluginError(f"PLM '{self.name}': LoRA is already applied")
-        names = {n.rsplit(".", 1)[-1] for n, _ in self.model.named_modules()}
-        missing = [t for t in target_modules if t not in names]
-        if missing:
-            raise PluginError(f"PLM '{self.name}': LoRA target modules {missing} not in the model "
-                              f"(linear layers named e.g. {sorted(n for n in names if 'proj' in n)[:8]})")
-        config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
-                            task_type="CAUSAL_LM", bias="none")
-        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-            # peft asks transformers 5.x a deprecated question (is_gradient_checkpointing); nothing for users to fix
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            torch.manual_seed(seed)
-            self.model = get_peft_model(self.model, config)
-        self.lora_config = {"r": r, "alpha": alpha, "dropout": dropout, "target_modules": list(target_modules)}
-        return sum(p.numel() for p in self.trainable_parameters())
-
-    def enable_gradient_checkpointing(self) -> None:
-        """Trade compute for activation memory (GPU runs of 7B models); inputs must require grad under peft."""
-        base = self.base_model()
-        # transformers 5.x renamed it (the old name warns); older releases only have the old one
-        if hasattr(base, "activation_checkpointing_enable"):
-            base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if hasattr(self.model, "enable_input_require_grads"):
-            self.model.enable_input_require_grads()
 
     # -- text ---------------------------------------------------------------------------------------
     def tokenize(self, texts: Sequence[str], max_length: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,14 +72,8 @@ class CausalLM(nn.Module):
         hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                          use_cache=False).last_hidden_state
         click = hidden[:, -1]
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        prompt = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        head = base.get_output_embeddings()
-        rows = torch.tensor([self.no_id, self.yes_id], device=hidden.device)
-        logits = click @ head.weight[rows].t()
-        if getattr(head, "bias", None) is not None:
-            logits = logits + head.bias[rows]
-        return YesNoOutput(logits.float(), click, prompt)
+        logits = answer_logits(click, base.get_output_embeddings(), (self.no_id, self.yes_id))
+        return YesNoOutput(logits, click, masked_mean(hidden, attention_mask))
 
 
 # -- loading ----------------------------------------------------------------------------------------
@@ -167,15 +88,10 @@ def load_causal_lm(source: str | Path, *, name: str, local: bool, dtype: str = "
                    answer_tokens: Sequence[str] = (" Yes", " No")) -> CausalLM:
     """``AutoModelForCausalLM`` + ``AutoTokenizer`` from a folder laid out like the hub's (``local=True``: never
     a network call) or from a hub id."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    src = resolve_source(source, name, local)
-    with loading_errors(name, src, local):
-        tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=local)
-        model = AutoModelForCausalLM.from_pretrained(src, local_files_only=local, dtype=getattr(torch, dtype))
-    model.eval()
-    return CausalLM(model, tokenizer, name=name, answer_tokens=answer_tokens,
-                    loading_info={"source": src, "dtype": dtype})
+    model, tokenizer, info = load_pretrained(AutoModelForCausalLM, source, name=name, local=local, dtype=dtype)
+    return CausalLM(model, tokenizer, name=name, answer_tokens=answer_tokens, loading_info=info)
 
 
 def gguf_to_float_checkpoint(gguf: Path, dest: Path, name: str) -> Path:
@@ -207,23 +123,6 @@ def gguf_to_float_checkpoint(gguf: Path, dest: Path, name: str) -> Path:
 
 
 # -- a random tiny model for tests and CI -------------------------------------------------------------
-
-_RANDOM_WORDS = ("Yes No user item movie title genres year age gender occupation zip liked recently will "
-                 "the a is of and like Answer or ? . , : ( ) M F").split()
-
-
-def random_word_tokenizer(extra_words: Sequence[str] = ()) -> Any:
-    """A word-level fast tokenizer (whitespace + punctuation split; unknown words -> ``<unk>``), no files."""
-    from tokenizers import Tokenizer, pre_tokenizers
-    from tokenizers.models import WordLevel
-    from transformers import PreTrainedTokenizerFast
-
-    words = ["<pad>", "<unk>", "<s>", "</s>", *dict.fromkeys([*_RANDOM_WORDS, *map(str, range(100)), *extra_words])]
-    tok = Tokenizer(WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
-                                  eos_token="</s>")
-
 
 def random_llama(*, seed: int = 0, hidden_size: int = 32, num_layers: int = 2, num_heads: int = 2,
                  num_kv_heads: int = 1, intermediate_size: int = 64, max_positions: int = 256) -> CausalLM:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ctrbench.errors import DataError
 
@@ -29,4 +30,21 @@ def loading_errors(name: str, src: str, local: bool) -> Iterator[None]:
         yield
     except (OSError, ValueError) as exc:
         hint = "" if local else "; without internet, pass path= a local folder laid out like the hub's"
-        raise DataError(f"PLM '{name}': could not load {src}: {exc}{hint}") from exc
+        reason = " ".join(str(exc).split())  # transformers' messages span lines; the CLI shows one
+        raise DataError(f"PLM '{name}': could not load {src}: {reason}{hint}") from exc
+
+
+def load_pretrained(auto_model: Any, source: str | Path, *, name: str, local: bool,
+                    dtype: str = "float32") -> tuple[Any, Any, dict[str, Any]]:
+    """``(model, tokenizer, loading_info)``: ``auto_model.from_pretrained`` (e.g. ``AutoModelForCausalLM``) and
+    ``AutoTokenizer`` from a folder laid out like the hub's (``local=True``: never a network call) or a hub id;
+    the model in eval mode."""
+    import torch
+    from transformers import AutoTokenizer
+
+    src = resolve_source(source, name, local)
+    with loading_errors(name, src, local):
+        tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=local)
+        model = auto_model.from_pretrained(src, local_files_only=local, dtype=getattr(torch, dtype))
+    model.eval()
+    return model, tokenizer, {"source": src, "dtype": dtype}

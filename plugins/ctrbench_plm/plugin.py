@@ -96,11 +96,44 @@ def random_llama(path: str | None = None, seed: int = 0, hidden_size: int = 32, 
                  num_kv_heads=num_kv_heads)
 
 
+def _seq2seq(name: str, path: str | None, dtype: str) -> Any:
+    from ctrbench_plm.seq2seq_lm import load_seq2seq_lm
+
+    if path is not None:
+        return load_seq2seq_lm(path, name=name, local=True, dtype=dtype)
+    return load_seq2seq_lm(sources.SEQ2SEQ_HUB_IDS[name], name=name, local=False, dtype=dtype)
+
+
+def flan_t5_small(path: str | None = None, dtype: str = "float32") -> Any:
+    return _seq2seq("flan-t5-small", path, dtype)
+
+
+def flan_t5_base(path: str | None = None, dtype: str = "float32") -> Any:
+    return _seq2seq("flan-t5-base", path, dtype)
+
+
+def flan_t5_large(path: str | None = None, dtype: str = "float32") -> Any:
+    return _seq2seq("flan-t5-large", path, dtype)
+
+
+def random_t5(path: str | None = None, seed: int = 0, d_model: int = 32, num_layers: int = 2, num_heads: int = 2,
+              tie_word_embeddings: bool = False) -> Any:
+    """Randomly initialised tiny T5ForConditionalGeneration (or, with ``path``, whatever ``save_pretrained`` wrote
+    there)."""
+    if path is not None:
+        return _seq2seq("random-t5", path, "float32")
+    from ctrbench_plm.seq2seq_lm import random_t5 as build
+
+    return build(seed=seed, d_model=d_model, num_layers=num_layers, num_heads=num_heads,
+                 tie_word_embeddings=tie_word_embeddings)
+
+
 _PAPERS = {
     "llama-2-7b": "Touvron et al., Llama 2: Open Foundation and Fine-Tuned Chat Models, 2023 (arXiv:2307.09288)",
     "llama-3-8b": "Llama Team, AI @ Meta, The Llama 3 Herd of Models, 2024 (arXiv:2407.21783)",
     "qwen2.5-0.5b": "Qwen Team, Qwen2.5 Technical Report, 2024 (arXiv:2412.15115)",
 }
+_FLAN_T5 = "Chung et al., Scaling Instruction-Finetuned Language Models, JMLR 2024 (arXiv:2210.11416)"
 
 
 def _register_causal(register: Register) -> None:
@@ -125,9 +158,25 @@ def _register_causal(register: Register) -> None:
              paper="", source="built in memory", layers=2, hidden=32, heads=2, **common)
 
 
+def _register_seq2seq(register: Register) -> None:
+    common = {"family": "seq2seq_lm", "answers": "'Yes' / 'No' scores at the first decoder step"}
+    for name, factory, layers, hidden, heads, params in (
+            ("flan-t5-small", flan_t5_small, 8, 512, 6, "77M"), ("flan-t5-base", flan_t5_base, 12, 768, 12, "248M"),
+            ("flan-t5-large", flan_t5_large, 24, 1024, 16, "783M")):
+        hub = sources.SEQ2SEQ_HUB_IDS[name]
+        register(name, factory, summary=f"{name} (hub: {hub}); T5 v1.1 encoder-decoder, instruction-tuned",
+                 paper=_FLAN_T5, source=f"hub {hub}", layers=layers, hidden=hidden, heads=heads, params=params,
+                 licence="Apache-2.0", **common)
+    register("random-t5", random_t5,
+             summary="randomly initialised tiny T5ForConditionalGeneration (d_model 32, 2+2 layers, gated-GELU) "
+                     "with a word-level tokenizer; no files or network, for tests and CI",
+             paper="", source="built in memory", layers=2, hidden=32, heads=2, **common)
+
+
 @hookimpl
 def ctrbench_register_plms(register: Register) -> None:
     _register_causal(register)
+    _register_seq2seq(register)
     common = {"family": "masked_lm", "prompts": _PROMPTS}
     register("bert-tiny", bert_tiny,
              summary="BERT-tiny (2 layers, hidden 128, 2 heads, 4.4M params) with a pretrained MLM head; "

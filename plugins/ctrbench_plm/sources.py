@@ -191,6 +191,15 @@ CAUSAL_HUB_IDS = {
 }
 
 
+# T5 encoder-decoders on the hub (the seq2seq_lm family), for users with internet (or path= a local folder).
+# No T5 checkpoint or sentencepiece model ships in a wheel SOURCES.md lists, so none is embedded.
+SEQ2SEQ_HUB_IDS = {
+    "flan-t5-small": "google/flan-t5-small",
+    "flan-t5-base": "google/flan-t5-base",
+    "flan-t5-large": "google/flan-t5-large",
+}
+
+
 def smollm2_float_dir(cache_dir: Path | None = None) -> Path:
     """The float32 checkpoint folder of the embedded SmolLM2 (converted from the GGUF once, then reused)."""
     from ctrbench_plm.causal_lm import gguf_to_float_checkpoint

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
 from ctrbench.errors import CtrbenchError, DataError, SuiteError
+from ctrbench.protocols import RunOne
 from ctrbench.results import RunResult
 from ctrbench.spec import RunSpec
 
@@ -36,7 +37,7 @@ class RayExecutor:
         runtime_env: Ray runtime environment for the workers when this executor connects (env vars, pip…).
     """
 
-    remote = True  # runs on other machines: --device is resolved there, not where `ctrbench run` runs
+    remote: ClassVar[bool] = True  # runs on other machines: --device is resolved there, not where `ctrbench run` runs
 
     def __init__(self, address: str | None = None, num_cpus: float = 1, num_gpus: float = 0,
                  memory_gb: float | None = None, max_retries: int = 0, resources: dict[str, float] | None = None,
@@ -50,7 +51,7 @@ class RayExecutor:
         self.memory_gb, self.max_retries = memory_gb, max_retries
         self.resources, self.runtime_env = resources, runtime_env
 
-    def execute(self, specs: list[RunSpec], run_one: Callable[[RunSpec], RunResult]) -> Iterator[RunResult]:
+    def execute(self, specs: list[RunSpec], run_one: RunOne) -> Iterator[RunResult]:
         from ctrbench.runner import execute_job, lost_run
 
         if not specs:
@@ -59,7 +60,7 @@ class RayExecutor:
             import ray
         except ImportError as exc:
             raise CtrbenchError(f"{MISSING} ({exc})") from None
-        job = run_one.job.for_worker(threads=self.num_cpus, gpus=self.num_gpus)  # type: ignore[attr-defined]
+        job = run_one.job.for_worker(threads=self.num_cpus, gpus=self.num_gpus)
         started_here = not ray.is_initialized()
         if started_here:
             try:

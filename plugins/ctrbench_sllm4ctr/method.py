@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import time
 from typing import Any
 
@@ -22,9 +21,11 @@ import torch
 import torch.nn.functional as F
 
 from ctrbench.context import RunContext
-from ctrbench.errors import PluginError, RunError
+from ctrbench.cost import INFER_ROWS, parameter_counts, time_per_batch
+from ctrbench.engine import IndexSource, PhaseReport
+from ctrbench.errors import PluginError
 from ctrbench.results import Predictions
-from ctrbench_sllm4ctr.config import LLMCTRConfig, TallRecConfig
+from ctrbench_sllm4ctr.config import TRAIN_DEFAULTS, UNUSED_TRAIN_KEYS, LLMCTRConfig, TallRecConfig
 from ctrbench_sllm4ctr.losses import adaptive_temperature, label_matching_loss
 from ctrbench_sllm4ctr.prompts import PromptBuilder
 
@@ -50,7 +51,12 @@ def scaled_margin(cfg: LLMCTRConfig, out: Any) -> torch.Tensor:
 
 
 class YesNoLLM:
-    """Finetunes LoRA adapters of the run's causal LM (``plm:``) on Yes/No answers; see the module docstring."""
+    """Finetunes LoRA adapters of the run's causal or seq2seq LM (``plm:``) on Yes/No answers; see the module
+    docstring. Training is one engine phase over prompt rows with the validation-AUC monitor, as for every
+    method; ``train.*`` sets it, with `TRAIN_DEFAULTS` for the keys a suite leaves out."""
+
+    FAMILIES = ("causal_lm", "seq2seq_lm")
+    train_defaults = TRAIN_DEFAULTS
 
     def __init__(self, config: LLMCTRConfig) -> None:
         self.config = config
@@ -58,89 +64,84 @@ class YesNoLLM:
     # -- setup --------------------------------------------------------------------------------------
     def _model(self, ctx: RunContext) -> tuple[Any, int]:
         lm = ctx.build_plm()
-        if getattr(lm, "family", None) != "causal_lm":
-            raise PluginError(f"method needs a causal LM (plm: smollm2-135m, llama-2-7b, ...); "
-                              f"'{ctx.spec.plm.name}' is a {getattr(lm, 'family', type(lm).__name__)}")
+        family = getattr(lm, "family", type(lm).__name__)
+        if family not in self.FAMILIES:
+            raise PluginError(f"method needs a causal LM (plm: smollm2-135m, llama-2-7b, ...) or a seq2seq LM "
+                              f"(flan-t5-small, ...); '{ctx.spec.plm.name}' is a {family}")
         cfg = self.config
-        trainable = lm.add_lora(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets, seed=ctx.seed)
+        trainable = lm.add_lora(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.targets_for(family), seed=ctx.seed)
         lm.to(ctx.device)
         if cfg.gradient_checkpointing == "on" or (cfg.gradient_checkpointing == "auto" and ctx.device.type == "cuda"):
             lm.enable_gradient_checkpointing()
         return lm, trainable
 
+    def _check_train_keys(self, ctx: RunContext) -> None:
+        unused = [k for k in UNUSED_TRAIN_KEYS if k in ctx.spec.train]
+        if unused:
+            raise PluginError(f"method '{ctx.spec.method.name}' does not use train.{', train.'.join(unused)} "
+                              "(set method.eval_batch_size for the evaluation batch); remove it from the suite")
+
     # -- run ----------------------------------------------------------------------------------------
     def run(self, ctx: RunContext) -> Predictions:
         cfg = self.config
+        self._check_train_keys(ctx)
         torch.manual_seed(ctx.seed)
         lm, trainable = self._model(ctx)
         prompts = PromptBuilder(ctx.data, cfg.template, cfg.history_items)
         log.info("prompt of the first training row: %s", prompts([int(ctx.data.splits["train"][0])])[0])
-        train_seconds, steps = self._train(ctx, lm, prompts)
+        report = self._train(ctx, lm, prompts)
         t = time.perf_counter()
-        test, n_test = self._predict(ctx, lm, prompts, "test")
+        test, _ = self._predict(ctx, lm, prompts, "test")
         infer = time.perf_counter() - t
         valid, _ = self._predict(ctx, lm, prompts, "valid")
+        test_rows = np.asarray(ctx.data.splits["test"])[:INFER_ROWS]
+        infer_ms = time_per_batch(lambda: self._score(ctx, lm, prompts, test_rows), ctx.device)
+        total, trained = parameter_counts(lm)
         return Predictions(
-            valid=valid, test=test,
-            n_params=sum(p.numel() for p in lm.parameters()),
-            train_seconds=train_seconds, infer_seconds=infer,
-            infer_ms_per_batch=1000.0 * infer / max(n_test, 1) * 128,
-            epochs=cfg.epochs,
-            extra={"trainable_params": float(trainable), "train_steps": float(steps),
-                   "seconds_per_step": train_seconds / max(steps, 1)},
+            valid=valid, test=test, n_params=total, trainable_params=trained,
+            train_seconds=report.train_seconds, infer_seconds=infer, infer_ms_per_batch=infer_ms,
+            epochs=report.epochs_run,
+            extra={"trainable_params": float(trainable), "train_steps": float(report.steps),
+                   "seconds_per_step": report.train_seconds / max(report.steps, 1),
+                   "best_epoch": float(report.best_epoch)},
         )
 
-    def _train(self, ctx: RunContext, lm: Any, prompts: PromptBuilder) -> tuple[float, int]:
-        cfg = self.config
-        rows = ctx.trainer.train_rows(ctx.data).numpy()
-        labels = np.asarray(ctx.data.y, dtype=np.float32)
-        params = lm.trainable_parameters()
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        gen = torch.Generator().manual_seed(ctx.seed)
-        steps_per_epoch = math.ceil(len(rows) / cfg.batch_size)
-        ctx.reporter.start(steps_per_epoch * cfg.epochs, f"{ctx.spec.method.name} finetune ({len(rows)} prompts)")
-        lm.train()
-        step = 0
-        t0 = time.perf_counter()
-        try:
-            for _ in range(cfg.epochs):
-                order = rows[torch.randperm(len(rows), generator=gen).numpy()]
-                for start in range(0, len(order), cfg.batch_size):
-                    batch = order[start:start + cfg.batch_size]
-                    ids, mask = lm.tokenize(prompts(batch), cfg.max_length)
-                    y = torch.from_numpy(labels[batch]).to(ctx.device)
-                    with ctx.trainer.autocast():
-                        out = lm(ids, mask)
-                    loss, _ = yes_no_loss(cfg, out, y)
-                    if not torch.isfinite(loss):
-                        raise RunError(f"{ctx.spec.method.name}: non-finite loss ({loss.item()}) at step {step + 1}; "
-                                       "lower the learning rate or volume_alpha/beta")
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if ctx.trainer.config.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(params, ctx.trainer.config.grad_clip)
-                    opt.step()
-                    step += 1
-                    ctx.reporter.advance()
-        finally:
-            ctx.reporter.finish()
-        lm.eval()
-        return time.perf_counter() - t0, step
+    def _train(self, ctx: RunContext, lm: Any, prompts: PromptBuilder) -> PhaseReport:
+        cfg, trainer = self.config, ctx.trainer
+        labels = torch.from_numpy(np.asarray(ctx.data.y, dtype=np.float32))
+
+        def loss(rows: torch.Tensor) -> torch.Tensor:
+            ids, mask = lm.tokenize(prompts(rows.numpy()), cfg.max_length)
+            return yes_no_loss(cfg, lm(ids, mask), labels[rows].to(ctx.device))[0]
+
+        rows = trainer.train_rows(ctx.data)
+        monitor = trainer.valid_monitor(lm, ctx.data, lambda: self._predict(ctx, lm, prompts, "valid")[0],
+                                        trainable_only=True, positions=trainer.eval_positions(ctx.data, "valid"))
+        phase = trainer.phase(f"{ctx.spec.method.name} finetune ({len(rows)} prompts)",
+                              IndexSource(rows, trainer.config.batch_size), loss, lm.trainable_parameters(),
+                              model=lm, monitor=monitor)
+        return trainer.engine.run(phase)
 
     @torch.no_grad()
+    def _score(self, ctx: RunContext, lm: Any, prompts: PromptBuilder, rows: np.ndarray) -> np.ndarray:
+        """p_yes of dataset rows, scored in evaluation batches (the temperature is computed over each)."""
+        cfg = self.config
+        lm.eval()
+        size = cfg.eval_batch_size or ctx.trainer.config.batch_size
+        out = np.empty(len(rows), dtype=np.float64)
+        for start in range(0, len(rows), size):
+            ids, mask = lm.tokenize(prompts(rows[start:start + size]), cfg.max_length)
+            with ctx.trainer.autocast():
+                res = lm(ids, mask)
+            out[start:start + size] = torch.sigmoid(scaled_margin(cfg, res)).double().cpu().numpy()
+        return out
+
     def _predict(self, ctx: RunContext, lm: Any, prompts: PromptBuilder, split: str) -> tuple[np.ndarray, int]:
         """p_yes on the split's scored rows (``train.eval_max_samples``); NaN elsewhere (never scored)."""
-        cfg = self.config
         split_rows = np.asarray(ctx.data.splits[split])
         positions = ctx.trainer.eval_positions(ctx.data, split)
         out = np.full(len(split_rows), np.nan, dtype=np.float64)
-        size = cfg.eval_batch_size or cfg.batch_size
-        for start in range(0, len(positions), size):
-            pos = positions[start:start + size]
-            ids, mask = lm.tokenize(prompts(split_rows[pos]), cfg.max_length)
-            with ctx.trainer.autocast():
-                res = lm(ids, mask)
-            out[pos] = torch.sigmoid(scaled_margin(cfg, res)).double().cpu().numpy()
+        out[positions] = self._score(ctx, lm, prompts, split_rows[positions])
         return out, len(positions)
 
 

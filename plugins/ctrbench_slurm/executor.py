@@ -13,11 +13,12 @@ import importlib.util
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ctrbench.errors import CtrbenchError, DataError, SuiteError
+from ctrbench.protocols import RunOne
 from ctrbench.results import RunResult
 from ctrbench.spec import RunSpec
 
@@ -79,7 +80,7 @@ class SlurmExecutor:
         poll_seconds: how often job states are checked.
     """
 
-    remote = True  # runs on other machines: --device is resolved there, not where `ctrbench run` runs
+    remote: ClassVar[bool] = True  # runs on other machines: --device is resolved there, not where `ctrbench run` runs
 
     def __init__(self, partition: str | None = None, time: int | str = 60, gpus: int = 0, cpus: int = 1,
                  mem_gb: float | None = None, account: str | None = None, qos: str | None = None,
@@ -111,7 +112,7 @@ class SlurmExecutor:
                 "slurm_setup": self.setup or None, "slurm_additional_parameters": self.additional or None,
                 "local_setup": self.setup or None}
 
-    def execute(self, specs: list[RunSpec], run_one: Callable[[RunSpec], RunResult]) -> Iterator[RunResult]:
+    def execute(self, specs: list[RunSpec], run_one: RunOne) -> Iterator[RunResult]:
         from ctrbench.runner import lost_run
 
         if not specs:
@@ -120,7 +121,7 @@ class SlurmExecutor:
             import submitit
         except ImportError as exc:
             raise CtrbenchError(f"{MISSING} ({exc})") from None
-        job = run_one.job.for_worker(threads=self.cpus, gpus=self.gpus)  # type: ignore[attr-defined]
+        job = run_one.job.for_worker(threads=self.cpus, gpus=self.gpus)
         folder = Path(self.folder).resolve() if self.folder else Path(job.store_root) / "_slurm"
         try:
             executor = submitit.AutoExecutor(folder=folder / "%j", cluster=self.cluster)
