@@ -2,9 +2,14 @@
 model cache and stages.
 
 - `atomic_write_bytes` / `atomic_write_json`: a temp file beside the target, fsynced, then ``os.replace``.
+- `atomic_file`: the same for a file written as a stream (``np.save``, a member copied out of a zip, a download
+  checked while it is written): the block fills it, leaving the block renames it in, an error discards it.
 - `atomic_directory` / `replace_directory`: a folder filled under a temp name, then swapped in with renames
   (the old one is renamed away, the new one renamed in, the old one deleted last), so a reader never sees a
   half-written folder and a failure before the swap leaves the old one as it was.
+- `publish_directory`: a finished folder renamed in where the first complete copy wins (caches that several
+  processes may fill at once: preprocessed data, stages, model folders); `remove_tree` deletes a folder by
+  renaming it aside first, so nobody reads a half-deleted one under its name.
 - Everything is created with the process's umask (files 0666 & ~umask, folders 0777 & ~umask: 0644/0755 by
   default), never 0600/0700 as ``tempfile.mkstemp``/``mkdtemp`` would, so a store shared by a group stays
   readable to it.
@@ -15,6 +20,7 @@ model cache and stages.
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import secrets
@@ -132,6 +138,49 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
+class _Sink(io.RawIOBase):
+    """What `atomic_file` yields: each ``write`` goes whole through `_write_all`; errors name ``report``."""
+
+    def __init__(self, fd: int, tmp: Path, report: Path) -> None:
+        super().__init__()
+        self._fd, self._tmp, self._report = fd, tmp, report
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        with writing(self._report):
+            _write_all(self._fd, view, self._tmp)
+        return len(view)
+
+
+@contextmanager
+def atomic_file(path: str | Path) -> Iterator[io.RawIOBase]:
+    """A binary file to fill, written under a temp name beside ``path`` (umask permissions): when the block ends
+    without an error it is fsynced and renamed over ``path``; on any error (a check that fails inside the block,
+    Ctrl-C) it is removed and ``path`` is left as it was. Unbuffered, every ``write`` a system call: write in
+    chunks (``np.save``, ``shutil.copyfileobj`` do). Errors of the environment while writing (disk full,
+    read-only…) are a `WriteError` naming ``path``; errors of the block pass unchanged."""
+    path = Path(path)
+    make_dirs(path.parent)
+    tmp = temp_name(path)
+    with writing(path):
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        try:
+            yield _Sink(fd, tmp, path)
+            with writing(path):
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        with writing(path):
+            os.replace(tmp, path)
+    except BaseException:
+        discard(tmp)
+        raise
+
+
 def make_temp_dir(parent: Path, prefix: str) -> Path:
     """A new, empty folder ``parent/<prefix><random>`` (umask permissions, unlike ``tempfile.mkdtemp``)."""
     make_dirs(parent)
@@ -181,6 +230,45 @@ def replace_directory(src: Path, dest: Path, *, old: Path | None = None,
         dispose(path)
 
 
+def remove_tree(path: Path) -> None:
+    """Delete ``path`` (a folder, a file or a link) by renaming it to a hidden sibling first, one atomic step, so
+    no process finds a half-deleted folder under its name; never raises (gone already is fine)."""
+    aside = temp_name(path, ".old")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:  # another process removed it already
+        return
+    except OSError:
+        aside = path
+    if aside.is_dir() and not aside.is_symlink():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        discard(aside)
+
+
+def publish_directory(src: Path, dest: Path, complete: Callable[[Path], bool]) -> bool:
+    """Rename the finished folder ``src`` to ``dest`` unless a copy for which ``complete(dest)`` holds is there
+    already: the first complete copy wins and is never replaced, so a process reading it is not disturbed by
+    another that computed the same thing. Something at ``dest`` that is not complete (a crash's leftover, a
+    folder made by hand) is removed first (`remove_tree`). Returns True when ``src`` became ``dest``, False
+    when another copy was kept (``src`` is then the caller's to delete). Environment errors are a `WriteError`."""
+    for _ in range(5):  # another process may publish between our look and our rename
+        if os.path.lexists(dest):
+            if complete(dest):
+                return False
+            remove_tree(dest)
+        try:
+            with writing(dest):
+                os.rename(src, dest)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+    if complete(dest):
+        return False
+    raise OSError(errno.EEXIST, f"{dest}: another process keeps replacing it")
+
+
 @contextmanager
 def atomic_directory(dest: Path, prefix: str | None = None) -> Iterator[Path]:
     """Yield a temporary sibling of ``dest`` to fill; on success it replaces ``dest`` (`replace_directory`), on
@@ -195,5 +283,6 @@ def atomic_directory(dest: Path, prefix: str | None = None) -> Iterator[Path]:
         raise
 
 
-__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_json", "discard", "free_space", "make_dirs",
-           "make_temp_dir", "replace_directory", "temp_name", "write_error", "write_new_file", "writing"]
+__all__ = ["atomic_directory", "atomic_file", "atomic_write_bytes", "atomic_write_json", "discard", "free_space",
+           "make_dirs", "make_temp_dir", "publish_directory", "remove_tree", "replace_directory", "temp_name",
+           "write_error", "write_new_file", "writing"]

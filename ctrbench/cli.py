@@ -13,7 +13,6 @@ Exit codes (also in ``ctrbench --help``):
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -27,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from ctrbench.errors import CtrbenchError, DataError, StoreError, UsageError, WriteError
-from ctrbench.plugins import DISABLE_ENV, load_plugins
 
-# Everything heavier (torch, through the suite module) is imported inside the commands, where Ctrl-C and
-# import failures are turned into one line.
+# Everything else is imported inside the commands, where Ctrl-C and import failures are turned into one line,
+# and only by the commands that need it: `--help` imports no numpy, `validate` and `list` no torch, scipy or
+# transformers (tests/test_cli_imports.py; times in benchmarks/test_cli_startup.py).
 
 EXIT_OK, EXIT_FAILED_RUNS, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = """exit codes:
@@ -41,12 +40,12 @@ EXIT_CODES = """exit codes:
   3    internal error: one line, the traceback saved under <store>/.ctrbench/crashes/
   130  interrupted (Ctrl-C): finished runs are stored"""
 log = logging.getLogger("ctrbench")
+RERUN_CHOICES = ("never", "failed", "all")  # ctrbench.store.RERUN_POLICIES, without importing the store (numpy)
 
 
 def _parser() -> argparse.ArgumentParser:
     from ctrbench.data.commands import add_data_parser
     from ctrbench.registry import KINDS
-    from ctrbench.store import RERUN_POLICIES
 
     p = argparse.ArgumentParser(prog="ctrbench", description="CTR prediction benchmark: ID models meet PLMs.",
                                 epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run what is not stored yet and write the leaderboard")
     suite_args(run)
     run.add_argument("--dry-run", action="store_true", help="show the plan, run nothing")
-    run.add_argument("--rerun", choices=RERUN_POLICIES, default="never")
+    run.add_argument("--rerun", choices=RERUN_CHOICES, default="never")
     run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     run.add_argument("--threads", type=int, default=1,
                      help="torch CPU threads per run (default 1; parallel one-thread workers beat one process "
@@ -101,6 +100,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def load_plugins() -> Any:
+    """The installed plugins (``ctrbench.plugins.load_plugins``), imported when a command needs them."""
+    from ctrbench.plugins import load_plugins as load
+
+    return load()
+
+
 def _store_root(args: argparse.Namespace, suite: Any) -> str:
     return args.store or suite.store or "runs"
 
@@ -118,74 +124,73 @@ def _workers(value: str | None) -> int | str | None:
 
 
 def cmd_validate(args: argparse.Namespace, console: Any) -> int:
-    from ctrbench.runner import plan
+    from ctrbench.plan import Plan
     from ctrbench.store import Store
     from ctrbench.suite import load_suite
 
     suite = load_suite(args.suite, args.overrides)
-    specs = plan(suite, load_plugins())
-    store = Store(_store_root(args, suite))
-    done = sum(1 for s in specs if store.verify(s) == "ok")
-    console.print(f"{args.suite}: valid — {len(specs)} runs ({done} already stored)")
+    plan = Plan.make(suite, load_plugins(), Store(_store_root(args, suite)), read_only=True, deep=True)
+    console.print(f"{args.suite}: valid — {len(plan.specs)} runs ({plan.count('ok')} already stored)")
     return EXIT_OK
 
 
-def cmd_run(args: argparse.Namespace, console: Any) -> int:
-    from ctrbench.leaderboard import write_leaderboard
-    from ctrbench.progress import RichReporter, SuiteProgress
-    from ctrbench.protocols import runs_elsewhere
-    from ctrbench.runner import (
-        Session,
-        adopt_identical_runs,
-        check_device_name,
-        check_threads,
-        create_executor,
-        plan,
-        run_suite,
-    )
+def _configured_suite(args: argparse.Namespace, workers: int | str | None) -> Any:
+    """The suite with ``--executor`` and ``--workers`` applied."""
     from ctrbench.spec import ComponentRef
-    from ctrbench.store import Store
     from ctrbench.suite import load_suite
 
-    check_threads(args.threads)
-    check_device_name(args.device)
-    workers = _workers(args.workers)
     suite = load_suite(args.suite, args.overrides)
     if args.executor:
-        suite = dataclasses.replace(suite, executor=ComponentRef(args.executor))
+        suite = suite.with_executor(ComponentRef(args.executor))
     if workers is not None:
         if suite.executor.name != "local":
             raise UsageError(f"--workers sets the worker processes of the local executor; executor "
                              f"'{suite.executor.name}' takes its settings from the suite's executor block")
-        suite = dataclasses.replace(suite, executor=ComponentRef("local", {**suite.executor.config,
-                                                                           "workers": workers}))
+        suite = suite.with_executor(ComponentRef("local", {**suite.executor.config, "workers": workers}))
+    return suite
+
+
+def cmd_run(args: argparse.Namespace, console: Any) -> int:
+    from ctrbench.plan import Plan, check_device_name, check_threads
+    from ctrbench.store import Store
+
+    check_threads(args.threads)
+    check_device_name(args.device)
+    suite = _configured_suite(args, _workers(args.workers))
     plugins = load_plugins()
-    specs = plan(suite, plugins)
     store = Store(_store_root(args, suite))
-    if not args.dry_run:
-        adopted = adopt_identical_runs(suite, store, specs, args.rerun)
-        if adopted:
-            sources = ", ".join(sorted(set(adopted.values())))
-            console.print(f"{suite.name}: {len(adopted)} identical runs reused from {sources}")
-    todo = [s for s in specs if store.needs_run(s, args.rerun)]
+    plan = Plan.make(suite, plugins, store, args.rerun, read_only=args.dry_run)
+    specs, todo = plan.specs, plan.todo
+    if plan.adopted:
+        sources = ", ".join(sorted(set(plan.adopted.values())))
+        console.print(f"{suite.name}: {len(plan.adopted)} identical runs reused from {sources}")
     if args.dry_run:
+        todo_ids = {s.run_id for s in todo}
         for s in specs:
-            mark = "run " if s in todo else "done"
+            mark = "run " if s.run_id in todo_ids else "done"
             console.print(f"{mark} {s.run_id}  {s.labels.get('dataset')}  {s.config_label()}  seed {s.seed}")
         console.print(f"{len(todo)} of {len(specs)} runs would execute")
         return EXIT_OK
+
+    # torch from here on
+    from ctrbench.leaderboard import write_leaderboard
+    from ctrbench.progress import RichReporter, SuiteProgress
+    from ctrbench.protocols import runs_elsewhere
+    from ctrbench.runner import Session, create_executor, run_suite
+
     executor = create_executor(suite, plugins)
     where = "" if suite.executor.name == "local" else f" on executor '{suite.executor.name}'"
     if not todo:
         console.print(f"{suite.name}: all {len(specs)} runs already stored; executing 0 runs")
     else:
-        console.print(f"{suite.name}: executing {len(todo)} of {len(specs)} runs ({len(specs) - len(todo)} stored)"
-                      f"{where}")
+        held = f"; {len(plan.claimed)} held by another process, waited for" if plan.claimed else ""
+        console.print(f"{suite.name}: executing {len(todo)} of {len(specs)} runs ({len(specs) - len(todo)} stored"
+                      f"{held}){where}")
     reporter = RichReporter(console)
     # runs on other machines (executor.remote) resolve --device there: a login node needs no GPU
     session = Session.create(store.root, args.device, args.threads, reporter, plugins,
                              check_device=not runs_elsewhere(executor))
-    progress = SuiteProgress(console, store, todo, session.invocation, title=suite.name, reporter=reporter)
+    progress = SuiteProgress(console, store, list(todo), session.invocation, title=suite.name, reporter=reporter)
 
     def on_claimed(spec, message: str) -> None:
         console.print(f"  waiting {spec.config_label()} seed {spec.seed}: {message}", soft_wrap=True)
@@ -203,11 +208,11 @@ def cmd_run(args: argparse.Namespace, console: Any) -> int:
     stopped: CtrbenchError | None = None
     try:
         with progress:
-            outcome = run_suite(suite, session, args.rerun, on_result, executor=executor, on_claimed=on_claimed)
+            outcome = run_suite(plan, session, on_result=on_result, executor=executor, on_claimed=on_claimed)
     except (DataError, WriteError, StoreError) as exc:  # every later run would fail the same way: stop
         stopped, outcome = exc, None
     try:
-        runs = store.collect(specs)
+        runs = store.collect(list(specs))
         if runs:
             path = write_leaderboard(suite, runs, Path(args.leaderboards))
             console.print(f"leaderboard: {path} ({len(runs)} of {len(specs)} runs)")
@@ -245,6 +250,7 @@ def cmd_list(args: argparse.Namespace, console: Any) -> int:
 
 def cmd_plugins(args: argparse.Namespace, console: Any) -> int:
     from rich.table import Table
+
 
     plugins = load_plugins()
     table = Table("plugin", "module", "distribution", "status")
@@ -396,6 +402,8 @@ def _main(argv: Sequence[str] | None) -> int:
         culprit = _importing(exc)
         if culprit is None:  # argparse (--help, a usage error), or a deliberate exit
             raise
+        from ctrbench.plugins import DISABLE_ENV
+
         print(f"ctrbench: error: {culprit} called sys.exit({exc.code!r}) while being imported (a plugin or a module "
               f"it imports); disable that plugin with {DISABLE_ENV}=<name> (see `ctrbench plugins`)", file=sys.stderr)
         return EXIT_BAD_INPUT

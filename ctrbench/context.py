@@ -12,9 +12,10 @@ from typing import Any
 import torch
 from filelock import FileLock, Timeout
 
-from ctrbench.atomic import make_dirs, make_temp_dir
+from ctrbench.atomic import make_dirs, make_temp_dir, publish_directory
 from ctrbench.cost import parameter_counts
 from ctrbench.data.types import CTRData
+from ctrbench.models.base import FieldEmbedding
 from ctrbench.plugins import Plugins
 from ctrbench.results import Predictions
 from ctrbench.spec import RunSpec, content_hash
@@ -50,7 +51,13 @@ class RunContext:
         config = {"embed_dim": 16, **self.spec.ctr.config, **overrides}
         torch.manual_seed(self.spec.seed)
         fields = [*self.data.fields, *self.data.sequence_fields]
-        return entry.create(fields=fields, num_extra_fields=num_extra_fields, **config)
+        model = entry.create(fields=fields, num_extra_fields=num_extra_fields, **config)
+        init = self.trainer.config.embedding_init
+        if init != "default":  # train.embedding_init: the same init for every arm of a comparison
+            for module in model.modules():
+                if isinstance(module, FieldEmbedding):
+                    module.reinit(init)
+        return model
 
     def build_plm(self, **overrides: Any) -> Any:
         if self.spec.plm is None:
@@ -88,7 +95,8 @@ class RunContext:
             try:
                 fn(tmp)
                 (tmp / ".done").write_text(name + "\n")
-                _publish(tmp, final)
+                if not publish_directory(tmp, final, complete=lambda d: (d / ".done").exists()):
+                    log.info("stage %s: another process finished it first; using its copy %s", name, final)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)  # gone after a rename; the leftovers otherwise
         finally:
@@ -110,17 +118,6 @@ def _acquire(lock: FileLock, name: str, final: Path) -> bool:
         log.warning("stage %s: file locks do not work in %s (%s); another process may compute it too",
                     name, final.parent, exc)
         return False
-
-
-def _publish(tmp: Path, final: Path) -> None:
-    """Move a finished stage into place; when another process got there first, keep its copy."""
-    if final.exists() and not (final / ".done").exists():  # not a finished stage (made by hand, half-copied)
-        shutil.rmtree(final)
-    try:
-        tmp.rename(final)
-    except OSError:
-        if not (final / ".done").exists():
-            raise
 
 
 def predictions_of(ctx: RunContext, model: torch.nn.Module, train_seconds: float, epochs: int,

@@ -4,13 +4,15 @@ declare nothing, when their data is loaded."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ctrbench.data.types import CTRData
 from ctrbench.errors import PluginError, RunError
-from ctrbench.plugins import Plugins
 from ctrbench.protocols import MethodNeeds, Provides
 from ctrbench.spec import RunSpec, canonical_json
+
+if TYPE_CHECKING:
+    from ctrbench.data.types import CTRData
+    from ctrbench.plugins import Plugins
 
 
 def _entry(plugins: Plugins, kind: str, name: str) -> Any:

@@ -216,6 +216,16 @@ class YesNoLM(PLM, Protocol):
 
     def enable_gradient_checkpointing(self) -> None: ...
 
+    def response_ids(self, labels: torch.Tensor) -> torch.Tensor:
+        """``[B, R]``: each label's answer token (then EOS when the tokenizer has one): TALLRec's response."""
+        ...
+
+    def lm_loss(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_ids: torch.Tensor,
+                scope: str = "response") -> tuple[torch.Tensor, YesNoOutput]:
+        """Language-modelling cross-entropy on the response (``scope="response"``) or the whole sequence
+        (``"full"``, where the family supports it), with the `YesNoOutput` at the answer position."""
+        ...
+
 
 @runtime_checkable
 class CausalLM(YesNoLM, Protocol):

@@ -1,5 +1,5 @@
-"""The library API behind ``ctrbench run``: validate a suite against the registries, run what is not
-stored yet, and hand back what happened. The CLI is a thin layer over `Session` and `run_suite`."""
+"""The library API behind ``ctrbench run``: run what a `Plan` (``ctrbench.plan``) says is not stored yet, and
+hand back what happened. The CLI is a thin layer over `Plan`, `Session` and `run_suite`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import importlib
 import io
 import logging
 import os
-import re
 import socket
 import sys
 import time
@@ -29,41 +28,38 @@ from ctrbench.context import RunContext
 from ctrbench.data.buckets import headtail_item_masks, longtail_masks
 from ctrbench.data.cache import cache_root
 from ctrbench.data.types import CTRData
-from ctrbench.errors import CtrbenchError, DataError, PluginError, RunError, SuiteError, UsageError
-from ctrbench.kinds import KINDS, PER_RUN
+from ctrbench.errors import CtrbenchError, DataError, RunError, SuiteError, UsageError
+from ctrbench.kinds import PER_RUN
 from ctrbench.kinds import kind as kind_of
-from ctrbench.needs import check_data_needs, needs_problems
+from ctrbench.needs import check_data_needs
+from ctrbench.plan import (
+    STORED,
+    Plan,
+    adopt_identical_runs,
+    check_device_name,
+    check_threads,
+    needs_run,
+    plan,
+    scoring_of,
+    validate_components,
+)
 from ctrbench.plugins import DISABLE_ENV, Plugins, load_plugins
 from ctrbench.protocols import Executor
 from ctrbench.provenance import environment
-from ctrbench.registry import check_config
 from ctrbench.results import Predictions, RunResult
 from ctrbench.spec import RunSpec, canonical_json
 from ctrbench.stats import auc, bucket_metrics, logloss
 from ctrbench.store import ClaimLost, Store
-from ctrbench.suite import Suite, expand
+from ctrbench.suite import Suite
 from ctrbench.trainer import NullReporter, Reporter, TrainConfig, Trainer, eval_positions, resolve_device
 
 log = logging.getLogger(__name__)
 
 # Keyword arguments the runner itself passes to CTR factories; not settable from a suite.
 CTR_RESERVED = kind_of("ctr").reserved
-DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 # The status of a result that says "another process holds this run's claim": not stored, not a failure;
 # `run_suite` waits for that process and reports the result it stores.
 CLAIMED = "claimed"
-
-
-def check_device_name(device: str) -> str:
-    if not isinstance(device, str) or not DEVICE_PATTERN.fullmatch(device):
-        raise UsageError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
-    return device
-
-
-def check_threads(threads: Any) -> int:
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise UsageError(f"--threads must be a whole number of at least 1, got {threads!r}")
-    return threads
 
 
 @dataclass
@@ -122,44 +118,6 @@ class Session:
         return self._datasets[key]
 
 
-# -- validation against the registries ---------------------------------------------------------------
-
-def validate_components(suite: Suite, specs: list[RunSpec], plugins: Plugins) -> None:
-    """Every name exists, every config key is a real argument with a value of the annotated type, every
-    required argument is set, and every run gives its method what the method declares it needs (`needs_problems`);
-    one line naming the suite file and every problem found (not only the first)."""
-    seen: set[str] = set()
-    problems: list[str] = []
-    refs = [(kind, getattr(spec, kind.key)) for spec in specs for kind in PER_RUN]
-    refs += [(kind, suite.executor) for kind in KINDS if not kind.per_run]
-    for kind, ref in refs:
-        if ref is None:
-            continue
-        sig = canonical_json([kind.key, ref.name, ref.config])
-        if sig in seen:
-            continue
-        seen.add(sig)
-        # per-run components are named by their registry name, as unknown-name errors do ("datasets 'x'")
-        what = f"{kind.name if kind.per_run else kind.label} '{ref.name}'"
-        try:
-            entry = plugins.registry(kind.name).get(ref.name)
-            check_config(entry.factory, ref.config, what, kind.reserved)
-        except PluginError as exc:
-            hint = ""
-            if str(exc).startswith("unknown "):
-                hint = plugins.failure_hint() + plugins.unregistered_hint(ref.name)
-            problems.append(f"{kind.key}: {exc}{hint}")
-    problems += needs_problems(specs, plugins)
-    if problems:
-        raise SuiteError(f"{suite.path}: {' | '.join(dict.fromkeys(problems))}")
-
-
-def plan(suite: Suite, plugins: Plugins) -> list[RunSpec]:
-    specs = expand(suite)
-    validate_components(suite, specs, plugins)
-    return specs
-
-
 # -- one run ------------------------------------------------------------------------------------------
 
 def _metrics(data: CTRData, preds: Predictions, scored: dict[str, np.ndarray]) -> dict[str, float]:
@@ -185,11 +143,6 @@ def _buckets(data: CTRData, p: np.ndarray, suite_buckets: Any, rows: np.ndarray)
     masks = longtail_masks(data, "test", suite_buckets.tail_fraction)
     masks.update({f"items_{k}": v for k, v in headtail_item_masks(data, "test", suite_buckets.head_fraction).items()})
     return bucket_metrics(y[rows], p[rows], {k: np.asarray(v)[rows] for k, v in masks.items()})
-
-
-def scoring_of(suite: Suite) -> dict[str, Any]:
-    """What a run's stored metrics depend on beyond its spec: the suite's bucket definitions."""
-    return {"buckets": dataclasses.asdict(suite.buckets)}
 
 
 def _scored_positions(spec: RunSpec, data: CTRData) -> dict[str, np.ndarray]:
@@ -445,20 +398,18 @@ def _worker_session(job: RunJob) -> Session:
 
 def _run_if_needed(spec: RunSpec, session: Session, suite: Suite, rerun: str,
                    stamps: dict[str, Any] | None = None) -> RunResult:
-    """Run a spec unless it is stored (per ``rerun``) or another live process holds its claim (then the
-    result's status is `CLAIMED` and `run_suite` comes back for it). Checked again under the claim: another
-    process (a second `ctrbench run`, another executor) may have stored the run since the plan was made."""
+    """Run a spec of the plan unless another live process holds its claim (then the result's status is
+    `CLAIMED` and `run_suite` comes back for it) or, read under the claim, the store now holds it: another
+    process (a second `ctrbench run`, another executor) may have stored the run since the plan was made, and
+    under ``rerun`` failed/all a result whose stamp changed since then is that process's, not to redo."""
     store = session.store
-    if rerun != "all" and not store.needs_run(spec, rerun):
-        stored = store.load(spec.suite, spec.run_id)
-        if stored is not None:
-            return stored.result
     if store.claim(spec, _attempt(session)) is None:
         return claimed_result(spec, store.claimant(spec))
     try:
-        if store.status(spec) in ("ok", "failed"):
+        status = store.status(spec)
+        if status in STORED:
             changed = stamps is not None and spec.run_id in stamps and store.result_stamp(spec) != stamps[spec.run_id]
-            if changed or not store.needs_run(spec, rerun):
+            if changed or not needs_run(status, rerun):
                 stored = store.load(spec.suite, spec.run_id)
                 if stored is not None:
                     return stored.result
@@ -533,44 +484,37 @@ class SuiteOutcome:
         return [r for r in self.results if not r.ok]
 
 
-def adopt_identical_runs(suite: Suite, store: Store, specs: list[RunSpec], rerun: str = "never") -> dict[str, str]:
-    """Copy into this suite every run that another suite of the store already computed with the same spec and
-    scoring (so two suites sharing a configuration compute it once). Returns run_id -> source suite."""
-    adopted: dict[str, str] = {}
-    if rerun == "all":
-        return adopted
-    for spec in specs:
-        if store.needs_run(spec, rerun):
-            source = store.adopt_identical(spec, scoring_of(suite))
-            if source is not None:
-                log.info("run %s: reused from suite %s (identical spec and scoring)", spec.run_id, source)
-                adopted[spec.run_id] = source
-    return adopted
-
-
 def create_executor(suite: Suite, plugins: Plugins) -> Executor:
     return plugins.registry("executors").get(suite.executor.name).create(**suite.executor.config)
 
 
-def run_suite(suite: Suite, session: Session, rerun: str = "never",
+def run_suite(plan_or_suite: Plan | Suite, session: Session, rerun: str | None = None,
               on_result: Callable[[RunSpec, RunResult], None] | None = None,
               executor: Executor | None = None, on_claimed: Callable[[RunSpec, str], None] | None = None,
               poll_seconds: float = 1.0) -> SuiteOutcome:
-    """Run every spec of the suite that the store does not hold yet (see ``rerun``).
+    """Run the runs of a `Plan` that the store did not hold when it was made (``Plan.todo``); given a `Suite`,
+    make its plan first (``Plan.make`` with ``rerun``, default "never"). A plan carries its own ``rerun``.
 
     Executors yield results as runs finish, in any order; ``on_result`` is called for each. A run another live
     process holds (a second ``ctrbench run`` on the same store) is skipped, reported to ``on_claimed`` with a
     line naming the holder, and waited for at the end: its stored result is reported like the others (and
     listed in ``outcome.elsewhere``), or, if that process died or stored nothing, the run is computed here."""
-    specs = plan(suite, session.plugins)
     store = session.store
-    store.sweep(suite.name)  # work folders that killed processes left
-    adopt_identical_runs(suite, store, specs, rerun)
-    todo = [s for s in specs if store.needs_run(s, rerun)]
-    outcome = SuiteOutcome(specs, skipped=[s for s in specs if s not in todo])
+    if isinstance(plan_or_suite, Plan):
+        the_plan = plan_or_suite
+        if rerun is not None and rerun != the_plan.rerun:
+            raise UsageError(f"run_suite: the plan was made with rerun={the_plan.rerun!r}, not {rerun!r}")
+        if Path(the_plan.store_root).resolve() != store.root.resolve():
+            raise UsageError(f"run_suite: the plan read store {the_plan.store_root}, the session writes "
+                             f"{store.root}")
+    else:
+        the_plan = Plan.make(plan_or_suite, session.plugins, store, "never" if rerun is None else rerun)
+    suite, rerun = the_plan.suite, the_plan.rerun
+    todo = list(the_plan.todo)
+    outcome = SuiteOutcome(list(the_plan.specs), skipped=list(the_plan.stored))
     executor = executor if executor is not None else create_executor(suite, session.plugins)
     by_id = {s.run_id: s for s in todo}
-    stamps = {s.run_id: store.result_stamp(s) for s in todo} if rerun != "never" else {}
+    stamps = dict(the_plan.stamps)
     run = InProcessRun(RunJob.from_session(suite, session, rerun, stamps), session, suite)
 
     def record(spec: RunSpec, result: RunResult) -> None:
@@ -578,7 +522,7 @@ def run_suite(suite: Suite, session: Session, rerun: str = "never",
         if on_result:
             on_result(spec, result)
 
-    pending, waiting = list(todo), {}
+    pending, waiting = todo, {}
     try:
         while pending or waiting:
             if pending:
@@ -623,6 +567,6 @@ def _wait_for_claims(store: Store, waiting: dict[str, RunSpec], stamps: dict[str
         time.sleep(poll_seconds)
 
 
-__all__ = ["CLAIMED", "InProcessRun", "RunJob", "Session", "SuiteOutcome", "adopt_identical_runs", "check_device_name",
-           "check_scored_classes", "check_threads", "claimed_result", "create_executor", "execute_job", "lost_run",
-           "plan", "run_one", "run_suite", "validate_components"]
+__all__ = ["CLAIMED", "InProcessRun", "Plan", "RunJob", "Session", "SuiteOutcome", "adopt_identical_runs",
+           "check_device_name", "check_scored_classes", "check_threads", "claimed_result", "create_executor",
+           "execute_job", "lost_run", "plan", "run_one", "run_suite", "scoring_of", "validate_components"]

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ctrbench.hashing import canonical_json, content_hash  # re-exported: the runner, needs and stages use them
 
-def canonical_json(obj: Any) -> str:
-    """Sorted keys, no whitespace: equal content ⇒ equal bytes ⇒ equal hash."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def content_hash(obj: Any, length: int = 16) -> str:
-    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
+__all__ = ["ComponentRef", "RunSpec", "canonical_json", "content_hash"]
 
 
 @dataclass(frozen=True)

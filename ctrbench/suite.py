@@ -7,9 +7,11 @@ in a 200-run grid costs seconds, not hours.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from ctrbench.kinds import kind as kind_of
 from ctrbench.names import InvalidName, check_slug
 from ctrbench.registry import did_you_mean
 from ctrbench.spec import ComponentRef, RunSpec
-from ctrbench.trainer import TRAIN_KEYS
+from ctrbench.trainconfig import TRAIN_CHOICES, TRAIN_KEYS
 
 SCHEMA_VERSION = 1
 ANALYSES = ("overall", "compat", "ablation", "longtail", "headtail", "efficiency")
@@ -96,6 +98,25 @@ class Suite:
     description: str = ""
     store: str | None = None
     forced: dict[str, Any] = field(default_factory=dict)  # --set <component>.<key>: applied after the grid
+
+    @cached_property
+    def runs(self) -> tuple[RunSpec, ...]:
+        """The suite's runs (`expand`), computed once per Suite object: loading, planning, running and the
+        leaderboard all ask for them (``dataclasses.replace`` makes a new object, expanded afresh)."""
+        return tuple(_expand(self))
+
+    def with_executor(self, executor: ComponentRef) -> Suite:
+        """This suite on another executor (``--executor``, ``--workers``): the same runs, not expanded again."""
+        suite = dataclasses.replace(self, executor=executor)
+        if "runs" in self.__dict__:
+            suite.__dict__["runs"] = self.runs
+        return suite
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (a `RunJob` sent to workers) without the cached runs."""
+        state = dict(self.__dict__)
+        state.pop("runs", None)
+        return state
 
 
 # -- line numbers -------------------------------------------------------------------------------------
@@ -258,6 +279,11 @@ def _check_train(ctx: _Ctx, key: str, train: Any) -> dict[str, Any]:
 
 def _check_train_value(ctx: _Ctx, path: str, k: str, v: Any) -> None:
     typ = TRAIN_KEYS[k]
+    if k in TRAIN_CHOICES:
+        ctx.expect(path, v, str, f"one of {', '.join(TRAIN_CHOICES[k])}")
+        if v not in TRAIN_CHOICES[k]:
+            raise ctx.error(path, f"must be one of {', '.join(TRAIN_CHOICES[k])}, got {v!r}")
+        return
     if "bool" in str(typ):
         ctx.expect(path, v, bool, "true or false")
     elif "float" in str(typ):
@@ -473,7 +499,11 @@ def _matches(labels: dict[str, str], pattern: dict[str, Any]) -> bool:
 
 
 def expand(suite: Suite) -> list[RunSpec]:
-    """datasets × variants × grid × seeds, minus ``exclude``; deterministic order."""
+    """datasets × variants × grid × seeds, minus ``exclude``; deterministic order (``Suite.runs``, cached)."""
+    return list(suite.runs)
+
+
+def _expand(suite: Suite) -> list[RunSpec]:
     axes = list(suite.grid)
     combos = list(itertools.product(*(suite.grid[a] for a in axes))) if axes else [()]
     variants = list(suite.variants.items()) or [("", {})]

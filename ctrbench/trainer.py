@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,6 @@ from torch import nn
 from ctrbench.cost import INFER_ROWS, parameter_counts, time_per_batch
 from ctrbench.data.types import CTRData
 from ctrbench.engine import (
-    SCHEDULES,
     DeviceData,
     Engine,
     NullReporter,
@@ -36,45 +34,17 @@ from ctrbench.engine import (
 )
 from ctrbench.errors import RunError
 from ctrbench.models.base import Batch
+from ctrbench.trainconfig import TRAIN_CHOICES, TRAIN_KEYS, TrainConfig
 
 log = logging.getLogger(__name__)
 
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
 FitReport = PhaseReport
 
-__all__ = ["DeviceData", "FitReport", "NullReporter", "Reporter", "TrainConfig", "Trainer", "count_parameters",
-           "eval_positions", "resolve_device", "seed_everything"]
+__all__ = ["TRAIN_CHOICES", "TRAIN_KEYS", "DeviceData", "FitReport", "NullReporter", "Reporter", "TrainConfig",
+           "Trainer", "count_parameters", "eval_positions", "resolve_device", "seed_everything"]
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings; every key can be set in a suite under ``train:``."""
-
-    epochs: int = 10
-    batch_size: int = 256
-    eval_batch_size: int = 4096
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 2
-    grad_clip: float = 10.0
-    max_samples: int | None = None
-    eval_max_samples: int | None = None
-    amp: bool = True
-    schedule: str = "constant"
-    warmup: float = 0.0
-    embedding_regularizer: float = 0.0
-    net_regularizer: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"train.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        return cls(**d)
-
-
-TRAIN_KEYS = {f.name: f.type for f in fields(TrainConfig)}
 
 
 def eval_positions(n: int, max_samples: int | None) -> np.ndarray:
@@ -147,10 +117,13 @@ class Trainer:
               params: Any, model: nn.Module | None = None, monitor: ValidationAUC | None = None,
               **overrides: Any) -> Phase:
         """A phase with the run's ``train.*`` settings (epochs, lr, weight decay, clipping, schedule, warmup);
-        ``overrides`` replace any of them for this phase (a pretraining stage's own epochs and lr)."""
+        ``overrides`` replace any of them for this phase (a pretraining stage's own epochs and lr). With ``model``
+        the ``train.*`` L2 regularisers apply to it (pass ``regularizer=None`` to switch them off)."""
         cfg = self.config
         settings = {"epochs": cfg.epochs, "lr": cfg.lr, "weight_decay": cfg.weight_decay,
                     "grad_clip": cfg.grad_clip, "schedule": cfg.schedule, "warmup": cfg.warmup, **overrides}
+        if model is not None and "regularizer" not in settings:  # train.embedding/net_regularizer, 0 = none
+            settings["regularizer"] = l2_regularizer(model, cfg.embedding_regularizer, cfg.net_regularizer)
         return Phase(name=name, source=source, loss=loss, params=params, model=model, monitor=monitor, **settings)
 
     def valid_monitor(self, model: nn.Module, data: CTRData, predict: Callable[[], np.ndarray] | None = None,
@@ -170,14 +143,12 @@ class Trainer:
         finetunes its PLM part with a smaller learning rate than the CTR part. ``forward`` is how
         validation predictions are computed when it is not ``model(batch)``.
         """
-        cfg = self.config
         model.to(self.device)
         source = self.row_source(data, self.train_rows(data))
         groups = params if params is not None else [p for p in model.parameters() if p.requires_grad]
         monitor = self.valid_monitor(model, data, lambda: self.predict(model, data, "valid", forward))
         phase = self.phase("train", source, lambda batch: loss_fn(model, batch), groups, model=model,
                            monitor=monitor)
-        phase.regularizer = l2_regularizer(model, cfg.embedding_regularizer, cfg.net_regularizer)
         return self.engine.run(phase)
 
     # -- inference ----------------------------------------------------------------------------------

@@ -162,3 +162,102 @@ def test_without_plm_finetune_is_exactly_the_backbone_class(tiny_data, tmp_path)
     assert preds.n_params == sum(p.numel() for p in fitted[0].parameters())
     with pytest.raises(ValueError, match="without_plm needs pretrain=true"):
         clickprompt(finetune="without_plm", pretrain=False)
+
+
+# -- faithful knobs and the alignment diagnostic (issue 15) -----------------------------------------------------
+
+def _ctx(tiny_data, tmp_path, **train):
+    from ctrbench.context import RunContext
+    from ctrbench.spec import ComponentRef, RunSpec
+    from ctrbench.trainer import TrainConfig, Trainer
+
+    spec = RunSpec("t", ComponentRef("tiny"), ComponentRef("clickprompt"),
+                   ComponentRef("dnn", {"embed_dim": 4, "hidden_units": [8]}), ComponentRef("random-bert"), train, 0)
+    trainer = Trainer(TrainConfig(**{"epochs": 1, "batch_size": 512, **train}), torch.device("cpu"))
+    return RunContext(spec, tiny_data, load_plugins(), trainer, torch.device("cpu"), trainer.reporter, tmp_path)
+
+
+def test_pamlm_learning_rates_reach_the_right_parameter_groups(tiny_data):
+    from ctrbench_clickprompt.config import ClickPromptConfig
+    from ctrbench_clickprompt.method import pamlm_param_groups
+
+    model = _model(tiny_data)
+    groups = pamlm_param_groups(model, ClickPromptConfig(pretrain_lr=5e-5, pretrain_ctr_lr=1e-3))
+    opt = torch.optim.AdamW(groups, lr=99.0)
+    by_lr = {g["lr"]: {id(p) for p in g["params"]} for g in opt.param_groups}
+    assert set(by_lr) == {5e-5, 1e-3}
+    assert by_lr[5e-5] == {id(p) for p in model.plm.parameters()}
+    assert by_lr[1e-3] == {id(p) for p in [*model.ctr.parameters(), *model.generator.parameters()]}
+    one = pamlm_param_groups(model, ClickPromptConfig(pretrain_lr=5e-5))
+    assert len(one) == 1 and id(model.alpha) not in {id(p) for p in one[0]["params"]}
+
+
+def test_xavier_embedding_init_is_per_field_and_reaches_every_arm(tiny_data, tmp_path):
+    ctx = _ctx(tiny_data, tmp_path, embedding_init="xavier_normal")
+    default = _ctx(tiny_data, tmp_path).build_ctr()
+    emb = ctx.build_ctr().embedding  # what both the `ctr` method and ClickPrompt build through
+    for f in tiny_data.fields:
+        expected = (2.0 / (f.vocab_size + 4)) ** 0.5
+        assert emb.table(f.name).std().item() == pytest.approx(expected, rel=0.35)
+    assert default.embedding.weight.std().item() < 1e-3  # the backbones' own N(0, 1e-4)
+    from ctrbench_methods import plugin as ctr_method
+
+    assert "build_ctr" in open(ctr_method.__file__).read()  # the baseline arm builds its model the same way
+
+
+def test_value_tokens_mark_ids_and_never_template_words(tiny_data):
+    from ctrbench_clickprompt.diagnostic import ValueTokens, id_fields
+
+    model = _model(tiny_data)
+    tok = model.plm.tokenizer
+    assert id_fields(tiny_data) == ["user_id", "item_id"]
+    from ctrbench.text import render_rows
+
+    rows = torch.arange(4)
+    enc = tok(render_rows(tiny_data, rows.numpy()), padding=True, return_tensors="pt")
+    flags = ValueTokens(tiny_data, tok, ["user_id", "item_id"]).flags(rows, enc["input_ids"])
+    for b in range(4):
+        marked = set(tok.convert_ids_to_tokens(enc["input_ids"][b][flags[b]].tolist()))
+        u, i = tiny_data.vocab["user_id"][tiny_data.X[b, 0]], tiny_data.vocab["item_id"][tiny_data.X[b, 1]]
+        own = set(tok.convert_ids_to_tokens(tok(f"{u} {i}", add_special_tokens=False)["input_ids"]))
+        assert marked and marked <= own
+        assert not marked & {"is", ".", "user", "item", "category"}  # template words are never values
+
+
+def test_diagnostic_scores_the_same_positions_and_shuffling_changes_only_prompts(tiny_data):
+    from ctrbench.engine import DeviceData
+    from ctrbench_clickprompt.diagnostic import alignment_diagnostic
+
+    model = _model(tiny_data)
+    with torch.no_grad():  # distinct prompts per sample (N(0, 1e-4) tables make them all but identical)
+        model.ctr.embedding.weight.normal_(0.0, 1.0)
+    dd = DeviceData(tiny_data, torch.device("cpu"))
+    rows = torch.arange(2400, 2464)
+    d1 = alignment_diagnostic(model, tiny_data, rows, dd, mask_prob=0.3, seed=0)
+    d2 = alignment_diagnostic(model, tiny_data, rows, dd, mask_prob=0.3, seed=0)
+    assert d1 == d2 and d1.tokens > 0 and d1.rows == 64
+    assert d1.true != d1.shuffled  # different prompts, different losses
+    # prompts identical for every sample (generator output bias only): shuffling cannot change anything
+    with torch.no_grad():
+        model.generator.net[2].weight.zero_()
+    same = alignment_diagnostic(model, tiny_data, rows, dd, mask_prob=0.3, seed=0)
+    assert same.true == pytest.approx(same.shuffled, abs=1e-6) and same.tokens == d1.tokens
+    assert same.none == pytest.approx(d1.none, abs=1e-6)  # no prompts: independent of the generator
+
+
+def test_pamlm_stage_stores_the_diagnostic_and_runs_report_it(tiny_data, tmp_path):
+    import json
+
+    from ctrbench_clickprompt.method import clickprompt
+
+    ctx = _ctx(tiny_data, tmp_path)
+    method = clickprompt(pretrain_epochs=1, pretrain_batch_size=512, max_length=16, num_prompts=1,
+                         diagnostic_rows=100, pretrain_rows="train_valid", mask_values_only=True,
+                         pretrain_ctr_lr=1e-3, pretrain_schedule="linear", pretrain_warmup=0.1)
+    preds = method.run(ctx)
+    (stage,) = (tmp_path).glob("clickprompt-pamlm-*")
+    info = json.loads((stage / "pretrain.json").read_text())
+    a = info["alignment"]
+    assert a["rows"] == 100 and a["id_gap"] == pytest.approx(a["shuffled_id"] - a["true_id"])
+    assert info["samples"] == len(tiny_data.splits["train"]) + len(tiny_data.splits["valid"])
+    assert preds.extra["pamlm_id_gap"] == pytest.approx(a["id_gap"])

@@ -195,7 +195,9 @@ def test_the_kit_catches_broken_datasets_and_plms(tmp_path):
     synthetic = PLUGINS.registry("datasets").get("synthetic")
     counter = iter(range(100))
 
-    class Drifts(synthetic.factory.__wrapped__):  # a fingerprint that changes between two equal plugins
+    from ctrbench_datasets.synthetic import Synthetic  # registered as a lazy factory: subclass the class itself
+
+    class Drifts(Synthetic):  # a fingerprint that changes between two equal plugins
         def fingerprint(self, cache_dir=None):
             return f"f{next(counter)}"
 

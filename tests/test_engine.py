@@ -219,3 +219,33 @@ def test_monitor_scores_only_the_given_positions():
     mon = ValidationAUC(lambda: p, y, patience=1, positions=np.array([0, 1, 3]))
     metrics, _ = mon.update(nn.Linear(1, 1), 1)
     assert metrics["valid_auc"] == 1.0
+
+
+def test_a_decaying_schedule_spans_all_rounds_of_an_alternation():
+    w = nn.Parameter(torch.zeros(1))
+    seen = []
+
+    def loss(idx):
+        seen.append(opt_ref[0].param_groups[0]["lr"])
+        return (w - 1).pow(2).sum()
+
+    opt_ref = []
+    phase = Phase("p", IndexSource(4, 2), loss, [w], epochs=1, lr=0.1, schedule="linear")
+    original = torch.optim.AdamW.__init__
+
+    def spy(self, *a, **k):
+        original(self, *a, **k)
+        opt_ref.append(self)
+
+    torch.optim.AdamW.__init__ = spy
+    try:
+        Engine(torch.device("cpu")).run_phases([phase], rounds=3)
+    finally:
+        torch.optim.AdamW.__init__ = original
+    assert seen == pytest.approx([0.1 * (1 - s / 6) for s in range(6)])  # 6 planned steps over 3 rounds
+
+
+def test_a_monitor_without_a_model_is_refused():
+    mon = ValidationAUC(lambda: np.zeros(2), np.array([0, 1]), patience=1)
+    with pytest.raises(ValueError, match="phase 'p': a monitor needs model="):
+        Phase("p", IndexSource(2, 1), lambda i: None, [], epochs=1, lr=0.1, monitor=mon)

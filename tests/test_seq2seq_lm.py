@@ -77,6 +77,29 @@ def test_scores_equal_transformers_first_decoder_step(tie: bool) -> None:
     assert (out.logits[:, 0] - out.logits[:, 1]).abs().max() > 1e-3  # not trivially equal scores
 
 
+@pytest.mark.parametrize("tie", [False, True], ids=["flan-t5-like", "t5-scaled"])
+def test_response_loss_equals_transformers_labels_loss(tie: bool) -> None:
+    """TALLRec's objective on T5: the decoder's cross-entropy on (answer, </s>) equals
+    ``T5ForConditionalGeneration(labels=...)``'s loss (teacher forcing from the start token); the output at the
+    first decoder step is ``forward``'s; the whole-sequence loss does not exist for an encoder-decoder."""
+    lm = random_t5(seed=3, tie_word_embeddings=tie)
+    lm.eval()
+    ids, mask = lm.tokenize(PROMPTS)
+    resp = lm.response_ids(torch.tensor([1.0, 0.0, 1.0]))
+    assert resp.tolist() == [[lm.yes_id, lm.tokenizer.eos_token_id], [lm.no_id, lm.tokenizer.eos_token_id],
+                             [lm.yes_id, lm.tokenizer.eos_token_id]]
+    with torch.no_grad():
+        loss, out = lm.lm_loss(ids, mask, resp)
+        want = lm.base_model()(input_ids=ids, attention_mask=mask, labels=resp).loss
+        torch.testing.assert_close(out.logits, lm(ids, mask).logits, atol=1e-5, rtol=1e-5)
+        flipped = lm.response_ids(torch.tensor([0.0, 1.0, 0.0]))
+        wrong = lm.base_model()(input_ids=ids, attention_mask=mask, labels=flipped).loss
+    torch.testing.assert_close(loss, want, atol=1e-5, rtol=1e-5)
+    assert abs(loss.item() - wrong.item()) > 1e-4  # the labels matter
+    with pytest.raises(PluginError, match=r"no loss on the whole sequence"):
+        lm.lm_loss(ids, mask, resp, scope="full")
+
+
 def test_a_prompt_alone_scores_as_in_a_padded_batch() -> None:
     lm = random_t5(seed=2)
     ids, mask = lm.tokenize(PROMPTS)

@@ -412,10 +412,11 @@ def test_tokenizer_identity_drops_a_per_host_model_folder():
 
 # -- MLM corruption ---------------------------------------------------------------------------------------------
 
-def test_the_clickprompt_module_is_the_core_function():
-    from ctrbench_clickprompt import masking
+def test_clickprompt_uses_the_core_masking_and_has_no_copy():
+    import ctrbench_clickprompt.method as method
 
-    assert masking.mask_tokens is mask_tokens and masking.IGNORE == IGNORE == -100
+    assert method.mask_tokens is mask_tokens and method.IGNORE == IGNORE == -100
+    assert not (Path(method.__file__).parent / "masking.py").exists()
 
 
 def test_mask_tokens_draws_select_action_random_in_order_and_applies_80_10_10():

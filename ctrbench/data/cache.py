@@ -26,9 +26,7 @@ import json
 import logging
 import os
 import re
-import secrets
 import shutil
-import tempfile
 import threading
 import zlib
 from collections.abc import Callable
@@ -37,9 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from ctrbench.data.perms import honour_umask
+from ctrbench.atomic import make_temp_dir, publish_directory, remove_tree
 from ctrbench.data.types import SPLITS, CTRData, Field
 from ctrbench.errors import DataError
+from ctrbench.hashing import canonical_json
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +58,18 @@ def cache_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "ctrbench"
 
 
-def canonical_json(obj: Any) -> str:
-    """Sorted, compact JSON: the same key always gives the same bytes (tuples become lists)."""
-    try:
-        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"dataset cache key is not plain JSON data: {exc}") from None
-
-
 def key_hash(key: dict[str, Any]) -> str:
-    """sha256 of the canonical key plus the cache format version; this is ``CTRData.fingerprint``."""
+    """sha256 of the canonical key (`ctrbench.hashing.canonical_json`, strict: plain JSON data only) plus the
+    cache format version; this is ``CTRData.fingerprint``."""
     missing = [k for k in REQUIRED_KEYS if k not in key]
     if missing:
         raise DataError(f"dataset cache key lacks {missing}: it must name the dataset, its preprocessing "
                         "version and its full config (plus the raw files' checksums where it has raw files)")
-    return hashlib.sha256(canonical_json({"cache_format": CACHE_FORMAT, **key}).encode("ascii")).hexdigest()
+    try:
+        text = canonical_json({"cache_format": CACHE_FORMAT, **key}, strict=True)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"dataset cache key is not plain JSON data: {exc}") from None
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def array_path(workdir: Path, name: str) -> Path:
@@ -119,20 +115,14 @@ def cached_dataset(cache_dir: Path, key: dict[str, Any], build: Build) -> CTRDat
             except FileNotFoundError:
                 break  # another process discarded it already
             log.warning("preprocessed dataset %s cannot be used (%s); rebuilding it", final, _reason(exc))
-            _discard(final)
+            remove_tree(final)  # renamed aside first: no process loads a half-deleted directory
             break
-    root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{final.name}-"))
-    honour_umask(work, directory=True)  # mkdtemp makes it 0700, and the rename keeps that
+    work = make_temp_dir(root, f".tmp-{final.name}-")
     try:
         data = build(work) if _takes_workdir(build) else build()  # type: ignore[call-arg]
         _save(work, data, key, digest)
         del data  # drop memmaps into ``work`` before it is renamed
-        try:
-            os.rename(work, final)
-        except OSError:
-            if not (final / "meta.json").is_file():
-                raise
+        if not publish_directory(work, final, complete=lambda d: (d / "meta.json").is_file()):
             log.info("another process stored %s first; using its copy", final)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -142,22 +132,6 @@ def cached_dataset(cache_dir: Path, key: dict[str, Any], build: Build) -> CTRDat
 
 def _reason(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
-
-
-def _discard(path: Path) -> None:
-    """Remove a cache directory that cannot be used: renamed aside first (one atomic step, so no process
-    loads a half-deleted directory under the final name), then deleted."""
-    aside = path.with_name(f".discard-{path.name}-{secrets.token_hex(4)}")
-    try:
-        os.rename(path, aside)
-    except FileNotFoundError:  # another process discarded it already
-        return
-    except OSError:
-        aside = path
-    if aside.is_dir() and not aside.is_symlink():
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        aside.unlink(missing_ok=True)
 
 
 # -- checksums of the array files -------------------------------------------------------------------------

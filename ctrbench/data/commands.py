@@ -9,7 +9,9 @@ Both take ``--set key=value`` (a config key of the dataset, the value read as YA
 ``--source DIR`` (shorthand for ``--set source=DIR``). Exit codes: 0 ok, 2 bad input — an unknown dataset or
 config key, missing or corrupt raw files — printed as one line naming the dataset or file.
 
-The CLI wires these in with ``add_data_parser(sub)`` and ``COMMANDS["data"] = run_data_command``.
+The CLI wires these in with ``add_data_parser(sub)`` and ``COMMANDS["data"] = run_data_command``. The CLI builds
+its parser for every command (``ctrbench --help`` included), so this module imports numpy, YAML and rich only
+inside the functions that run the commands.
 """
 
 from __future__ import annotations
@@ -17,18 +19,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import yaml
-from rich.console import Console
-from rich.table import Table
-
-from ctrbench.data.buckets import headtail_item_masks, longtail_masks
-from ctrbench.data.cache import cache_root
-from ctrbench.data.progress import reporting
-from ctrbench.data.types import SPLITS, CTRData
 from ctrbench.errors import CtrbenchError, DataError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ctrbench.data.types import CTRData
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
@@ -50,6 +49,8 @@ def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def parse_config(pairs: list[str], source: str | None) -> dict[str, Any]:
     """``["k=v", ...]`` → ``{k: yaml(v)}``; ``source`` (``--source``) wins over a ``source=`` pair."""
+    import yaml
+
     config: dict[str, Any] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
@@ -66,6 +67,7 @@ def parse_config(pairs: list[str], source: str | None) -> dict[str, Any]:
 
 def load_dataset(name: str, config: dict[str, Any], cache_dir: Path, console: Console | None = None) -> CTRData:
     """Create the registered dataset ``name`` with ``config`` and load it (preparing it on a cache miss)."""
+    from ctrbench.data.progress import reporting
     from ctrbench.plugins import load_plugins
     from ctrbench.progress import RichReporter
 
@@ -82,6 +84,8 @@ def load_dataset(name: str, config: dict[str, Any], cache_dir: Path, console: Co
 
 def run_data_command(args: argparse.Namespace, console: Console) -> int:
     """Run ``data prepare`` or ``data info``; CtrbenchErrors become one line on stderr and exit code 2."""
+    from ctrbench.data.cache import cache_root
+
     try:
         config = parse_config(list(args.data_config or []), args.source)
         cache_dir = Path(args.cache).expanduser() if args.cache else cache_root()
@@ -101,6 +105,8 @@ def run_data_command(args: argparse.Namespace, console: Console) -> int:
 
 
 def summary_line(data: CTRData, cache_dir: Path) -> str:
+    import numpy as np
+
     sizes = data.split_sizes()
     rate = float(np.mean(data.y)) if data.num_samples else 0.0
     return (f"{data.name}: {data.num_samples:,} rows (train {sizes['train']:,} / valid {sizes['valid']:,} / "
@@ -110,6 +116,11 @@ def summary_line(data: CTRData, cache_dir: Path) -> str:
 
 def info_tables(data: CTRData) -> list[Table]:
     """The three tables of ``data info``: splits, fields, long-tail buckets of the test split."""
+    import numpy as np
+    from rich.table import Table
+
+    from ctrbench.data.types import SPLITS
+
     splits = Table("split", "rows", "positives", "positive rate", title=f"{data.name} ({data.fingerprint[:16]})",
                    caption=data.description or None)
     y = np.asarray(data.y)
@@ -131,6 +142,11 @@ def info_tables(data: CTRData) -> list[Table]:
 
 def bucket_table(data: CTRData) -> Table:
     """Test rows per long-tail bucket: ClickPrompt's (bottom 10% users/items by train frequency) and SLLM4CTR's."""
+    import numpy as np
+    from rich.table import Table
+
+    from ctrbench.data.buckets import headtail_item_masks, longtail_masks
+
     table = Table("bucket", "test rows", "share", title="long-tail buckets of the test split")
     if not data.user_field or not data.item_field:
         table.add_row("(none: the dataset has no user and item fields)", "-", "-")

@@ -2,15 +2,14 @@
 
 Every source returns a local path from ``fetch(cache_dir)`` and verifies a pinned checksum, so a dataset
 is always built from the bytes its preprocessing was written for. Files are written through a temporary
-file and ``os.replace``, so a killed download never leaves a half file under its final name, and a cached
-file is reused only after its checksum is checked again. A download that was cut off resumes where it
+file and ``os.replace`` (`ctrbench.atomic`), so a killed download never leaves a half file under its final
+name, and a cached file is reused only after its checksum is checked again. A download that was cut off resumes where it
 stopped (HTTP ``Range``). ``cached_sha256`` remembers the checksums of large raw files by path, size and
 modification time, so a multi-gigabyte file is not hashed again on every load.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import http.client
@@ -21,21 +20,20 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import urllib.error
 import urllib.request
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 try:
     import fcntl
 except ImportError:  # not POSIX: downloads are not locked
     fcntl = None  # type: ignore[assignment]
 
-from ctrbench.data.perms import file_mode
-from ctrbench.errors import DataError
+from ctrbench.atomic import atomic_write_bytes
+from ctrbench.errors import DataError, WriteError
+from ctrbench.wheels import open_wheel
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +94,8 @@ def cached_sha256(path: Path | str, cache_dir: Path | str | None) -> str:
     memo = memo if isinstance(memo, dict) else {}
     memo[str(path)] = {"stamp": stamp, "sha256": checksum}
     try:
-        tmp = _atomic_write(memo_path)
-        try:
-            with tmp:
-                tmp.write(json.dumps(memo, indent=0, sort_keys=True).encode("utf-8"))
-            os.replace(tmp.name, memo_path)
-        finally:
-            _remove(Path(tmp.name))
-    except OSError as exc:  # a read-only cache still works, it just hashes again next time
+        atomic_write_bytes(memo_path, json.dumps(memo, indent=0, sort_keys=True).encode("utf-8"))
+    except (OSError, WriteError) as exc:  # a read-only cache still works, it just hashes again next time
         log.debug("could not remember the checksum of %s: %s", path, exc)
     return checksum
 
@@ -143,20 +135,6 @@ def _matches(path: Path, checksum: str | None) -> bool:
         return True
     algorithm, expected = parse_checksum(checksum)
     return _hash_file(path, algorithm) == expected
-
-
-def _atomic_write(dest: Path) -> IO[bytes]:
-    """A named temporary file next to ``dest`` (same filesystem, so ``os.replace`` is atomic), with the
-    permissions the umask gives a new file (``NamedTemporaryFile`` makes it 0600, and the rename keeps that)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part", delete=False)
-    try:
-        os.chmod(tmp.name, file_mode())
-    except BaseException:
-        tmp.close()
-        _remove(Path(tmp.name))
-        raise
-    return tmp
 
 
 def _remove(path: Path) -> None:
@@ -364,20 +342,6 @@ def _installed_version(dist: str) -> str | None:
         return None
 
 
-def _record_sha256(wheel: zipfile.ZipFile, member: str) -> str | None:
-    """The member's sha256 from the wheel's RECORD (hex), if the wheel lists one."""
-    records = [n for n in wheel.namelist() if n.endswith(".dist-info/RECORD")]
-    if not records:
-        return None
-    for line in wheel.read(records[0]).decode("utf-8", "replace").splitlines():
-        path, _, rest = line.partition(",")
-        if path == member and rest.startswith("sha256="):
-            digest = rest.split(",")[0][len("sha256="):]
-            padded = digest + "=" * (-len(digest) % 4)
-            return base64.urlsafe_b64decode(padded).hex()
-    return None
-
-
 class WheelFile:
     """One file shipped inside a pinned PyPI wheel (e.g. MovieLens-100K inside ``recbole==1.2.1``).
 
@@ -455,26 +419,9 @@ class WheelFile:
         return wheel
 
     def _extract(self, wheel: Path, dest: Path) -> None:
-        try:
-            with zipfile.ZipFile(wheel) as z:
-                if self.member not in z.namelist():
-                    raise DataError(f"wheel {wheel.name} has no member {self.member}")
-                record = _record_sha256(z, self.member)
-                tmp = _atomic_write(dest)
-                tmp_path = Path(tmp.name)
-                try:
-                    with tmp, z.open(self.member) as src:
-                        while chunk := src.read(_CHUNK):
-                            tmp.write(chunk)
-                    if record is not None:
-                        verify_checksum(tmp_path, f"sha256:{record}", f"{self.member} against {wheel.name}'s RECORD")
-                    verify_checksum(tmp_path, self.checksum, f"{self.member} from {wheel.name}")
-                    os.replace(tmp_path, dest)
-                finally:
-                    _remove(tmp_path)
-        except zipfile.BadZipFile:
-            _remove(wheel)
-            raise DataError(f"{wheel} is not a valid wheel (zip); it was deleted") from None
+        """The member, checked against the wheel's RECORD and ``checksum`` (`ctrbench.wheels`), put at ``dest``."""
+        with open_wheel(wheel) as w:
+            w.extract(self.member, dest, self.checksum)
 
 
 class FirstAvailable:
@@ -493,7 +440,7 @@ class FirstAvailable:
         for source in self.sources:
             try:
                 path = source.fetch(cache_dir)
-            except (DataError, OSError) as exc:
+            except (DataError, WriteError, OSError) as exc:
                 log.info("source %s failed: %s", source.describe(), exc)  # all failures go in the error
                 failures.append(f"{source.describe()}: {exc}")
                 continue

@@ -89,6 +89,10 @@ class Phase:
     monitor: ValidationAUC | None = None
     regularizer: Callable[[], torch.Tensor] | None = None
 
+    def __post_init__(self) -> None:
+        if self.monitor is not None and self.model is None:
+            raise ValueError(f"phase '{self.name}': a monitor needs model= (the weights it snapshots and restores)")
+
 
 @dataclass
 class PhaseReport:
@@ -106,7 +110,8 @@ class PhaseReport:
 class _Running:
     """A phase's optimizer, schedule, batch-order generator and counters, kept across alternation rounds."""
 
-    def __init__(self, phase: Phase, gen: torch.Generator, device: torch.device, scaler_enabled: bool) -> None:
+    def __init__(self, phase: Phase, gen: torch.Generator, device: torch.device, scaler_enabled: bool,
+                 rounds: int = 1) -> None:
         self.phase = phase
         self.gen = gen
         # fused=True: one kernel per step instead of a table-sized temporary per operation; on CPU this doubles
@@ -117,7 +122,7 @@ class _Running:
         self.scaler = torch.amp.GradScaler("cuda", enabled=scaler_enabled)
         self.schedule = None
         if phase.schedule != "constant" or phase.warmup:
-            total = phase.epochs * phase.source.num_batches()
+            total = rounds * phase.epochs * phase.source.num_batches()  # the whole alternation, not one round
             factor = lr_factor(phase.schedule, warmup_steps(phase.warmup, total), total)
             self.schedule = torch.optim.lr_scheduler.LambdaLR(self.opt, factor)
         self.epochs_run = 0
@@ -165,7 +170,7 @@ class Engine:
         running = []
         for i, phase in enumerate(phases):
             gen = gen0 if i == 0 else torch.Generator().manual_seed(self.seed + i)
-            running.append(_Running(phase, gen, self.device, scaler_on))
+            running.append(_Running(phase, gen, self.device, scaler_on, rounds))
         for _ in range(rounds):
             for state in running:
                 if not state.done:
@@ -238,7 +243,10 @@ class Engine:
 
 
 def _batch_len(batch: Any) -> int:
-    """Rows in a batch, for the row-weighted mean training loss; 1 for batches without a length."""
+    """Rows in a batch, for the row-weighted mean training loss: a tuple's first member (``(ids, mask)``), 1 for
+    batches without a length."""
+    if isinstance(batch, (tuple, list)) and batch:
+        batch = batch[0]
     try:
         return len(batch)
     except TypeError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-SCHEDULES = ("constant", "linear", "cosine")
+from ctrbench.trainconfig import SCHEDULES
 
 
 def warmup_steps(warmup: float, total_steps: int) -> int:

@@ -20,6 +20,7 @@ from ctrbench.atomic import atomic_write_bytes
 from ctrbench.errors import CtrbenchError
 from ctrbench.leaderboard.board import Board, dataset_of, index, seed_of
 from ctrbench.leaderboard.cells import has_hidden_rel_impr
+from ctrbench.leaderboard.diagnostics import diagnostic_lines
 from ctrbench.leaderboard.footer import DIRTY_WARNING, dirty_warning, footer
 from ctrbench.leaderboard.formatting import esc
 from ctrbench.leaderboard.layouts import Figure, Rendered, layouts
@@ -45,6 +46,7 @@ def _render(suite: Suite, runs: Sequence[StoredRun], generated_by: str) -> tuple
     board = index(suite, runs)
     lines = [f"# {suite.name}", ""]
     lines += dirty_warning(board)
+    lines += diagnostic_lines(board)
     if suite.description:
         lines += [suite.description.strip(), ""]
     origin = f" by `{generated_by}`" if generated_by else " by ctrbench"

@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ctrbench.atomic import atomic_write_json, discard, make_dirs, temp_name, writing
-from ctrbench.data.cache import canonical_json
+from ctrbench.atomic import atomic_file, atomic_write_json, make_dirs
 from ctrbench.data.types import CTRData
 from ctrbench.errors import DataError
+from ctrbench.hashing import canonical_json
 from ctrbench.text.templates import generic_prompt, label, row_texts
 
 #: Bump when rendering texts, tokenizing or storing changes: it is part of every key.
@@ -112,17 +112,8 @@ def token_cache_key(data: CTRData, tokenizer: Any, *, texts: str, max_length: in
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
     """``np.save`` to a temp file beside ``path``, fsynced, then renamed over it (errors name ``path``)."""
-    tmp = temp_name(path)
-    try:
-        with writing(path):
-            with open(tmp, "xb") as f:
-                np.save(f, arr, allow_pickle=False)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-    except BaseException:
-        discard(tmp)
-        raise
+    with atomic_file(path) as f:
+        np.save(f, arr, allow_pickle=False)
 
 
 class TokenTable:

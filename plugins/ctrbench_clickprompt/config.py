@@ -7,6 +7,8 @@ from typing import Any
 
 PROMPT_MODES = ("layerwise", "first_layer")
 FINETUNE_MODES = ("with_plm", "without_plm")
+PRETRAIN_ROWS = ("train", "train_valid")
+SCHEDULES = ("constant", "linear", "cosine")
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,14 @@ class ClickPromptConfig:
     backbone alone: same class, same inference cost).
     ``plm_lr``: learning rate of the PLM during finetuning (paper: {0, 3e-5, 5e-5}; 0 freezes it); the CTR
     part, generator and heads use ``train.lr``.
+    ``pretrain_ctr_lr``: PA-MLM learning rate of the CTR model and prompt generator (the authors' trainer:
+    ``ctr_learning_rate`` 1e-3 while the PLM trains at 5e-5); None = ``pretrain_lr`` for everything.
+    ``pretrain_schedule``/``pretrain_warmup``: PA-MLM learning-rate schedule (the authors: warmup then linear
+    decay); ``pretrain_rows``: "train_valid" also pretrains on validation rows (texts only, no labels, as the
+    authors do); ``mask_values_only``: never mask template tokens (field names, "is", "."), so every masked
+    token is a feature value the prompts could help recover; ``diagnostic_rows``: held-out test rows scored
+    by the alignment diagnostic stored with every PA-MLM stage (0 = off).
+    Every new knob at its default leaves the stage key as it was, so cached stages stay valid.
     """
 
     num_prompts: int = 5
@@ -38,6 +48,12 @@ class ClickPromptConfig:
     max_length: int = 128
     plm_lr: float = 5e-5
     alpha_init: float = 0.5
+    pretrain_ctr_lr: float | None = None
+    pretrain_schedule: str = "constant"
+    pretrain_warmup: float = 0.0
+    pretrain_rows: str = "train"
+    mask_values_only: bool = False
+    diagnostic_rows: int = 1024
 
     def __post_init__(self) -> None:
         if self.prompt_mode not in PROMPT_MODES:
@@ -46,6 +62,13 @@ class ClickPromptConfig:
             raise ValueError(f"clickprompt: finetune must be one of {FINETUNE_MODES}, got {self.finetune!r}")
         if self.num_prompts < 1:
             raise ValueError(f"clickprompt: num_prompts must be at least 1, got {self.num_prompts}")
+        if self.pretrain_rows not in PRETRAIN_ROWS:
+            raise ValueError(f"clickprompt: pretrain_rows must be one of {PRETRAIN_ROWS}, got {self.pretrain_rows!r}")
+        if self.pretrain_schedule not in SCHEDULES:
+            raise ValueError(f"clickprompt: pretrain_schedule must be one of {SCHEDULES}, "
+                             f"got {self.pretrain_schedule!r}")
+        if self.diagnostic_rows < 0:
+            raise ValueError(f"clickprompt: diagnostic_rows must be >= 0, got {self.diagnostic_rows}")
         if self.finetune == "without_plm" and not self.pretrain:
             raise ValueError("clickprompt: finetune=without_plm needs pretrain=true (it would be the backbone alone)")
 
@@ -54,4 +77,11 @@ class ClickPromptConfig:
         keys = ("num_prompts", "prompt_mode", "pretrain_epochs", "pretrain_batch_size", "pretrain_lr",
                 "pretrain_max_samples", "mask_prob", "max_length")
         d = asdict(self)
-        return {k: d[k] for k in keys}
+        key = {k: d[k] for k in keys}
+        # later knobs join the key only when set, so the stages cached before they existed are still found
+        defaults = ClickPromptConfig()
+        for k in ("pretrain_ctr_lr", "pretrain_schedule", "pretrain_warmup", "pretrain_rows", "mask_values_only",
+                  "diagnostic_rows"):
+            if d[k] != getattr(defaults, k):
+                key[k] = d[k]
+        return key

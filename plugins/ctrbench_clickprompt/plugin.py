@@ -1,11 +1,25 @@
-"""Registers the `clickprompt` method."""
+"""Registers the `clickprompt` method. The factory imports the method (torch, the text layer) when called; its
+signature is `ClickPromptConfig`'s, from the torch-free config module, so `ctrbench validate` checks the keys."""
 
 from __future__ import annotations
+
+import inspect
+from typing import Any
 
 from ctrbench import hookimpl
 from ctrbench.hookspecs import Register
 from ctrbench.protocols import MethodNeeds
-from ctrbench_clickprompt.method import clickprompt
+from ctrbench_clickprompt.config import ClickPromptConfig
+
+
+def clickprompt(**config: Any) -> Any:
+    """`ctrbench_clickprompt.method.clickprompt`, imported when first called."""
+    from ctrbench_clickprompt.method import clickprompt as create
+
+    return create(**config)
+
+
+clickprompt.__signature__ = inspect.signature(ClickPromptConfig)  # type: ignore[attr-defined]
 
 
 @hookimpl

@@ -18,15 +18,13 @@ version and the whole config. A changed file, option or preprocessing code never
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
+from ctrbench.atomic import atomic_file
 from ctrbench.data.cache import cache_root, cached_dataset, key_hash
-from ctrbench.data.perms import file_mode
 from ctrbench.data.sources import DataSource, cached_sha256
 from ctrbench.data.types import CTRData, TextSpec
 from ctrbench.errors import DataError
@@ -138,17 +136,9 @@ class RawDataset:
                 missing = [f for f in self.files if f not in members]
                 if missing:
                     raise DataError(f"{self.name}: archive {archive} has no {', '.join(missing)}")
-                dest.mkdir(parents=True, exist_ok=True)
                 for name, member in members.items():
-                    fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{name}.", suffix=".part")
-                    try:
-                        with os.fdopen(fd, "wb") as out, z.open(member) as src:
-                            shutil.copyfileobj(src, out, 1 << 20)
-                        os.chmod(tmp, file_mode())  # mkstemp makes it 0600; raw files follow the umask
-                        os.replace(tmp, dest / name)
-                    finally:
-                        if os.path.exists(tmp):
-                            os.unlink(tmp)
+                    with atomic_file(dest / name) as out, z.open(member) as src:
+                        shutil.copyfileobj(src, out, 1 << 20)
         except zipfile.BadZipFile:
             raise DataError(f"{self.name}: {archive} is not a valid zip archive") from None
         log.info("%s: unpacked %s into %s", self.name, archive.name, dest)

@@ -1,4 +1,7 @@
-"""Registers the built-in datasets. Config keys are each class's constructor arguments."""
+"""Registers the built-in datasets. Config keys are each class's constructor arguments.
+
+The classes are registered as lazy factories (`ctrbench.lazy`): their modules (pandas, and the text layer) are
+imported when a dataset is built, not when `ctrbench list` or `ctrbench validate` loads the plugins."""
 
 from __future__ import annotations
 
@@ -8,14 +11,16 @@ from typing import Any
 from ctrbench import hookimpl
 from ctrbench.data.configtypes import typed
 from ctrbench.hookspecs import Register
+from ctrbench.lazy import lazy
 from ctrbench.protocols import IN_MEMORY, Provides
-from ctrbench_datasets.amazon import Amazon
-from ctrbench_datasets.bookcrossing import BookCrossing
-from ctrbench_datasets.criteo import Criteo
-from ctrbench_datasets.goodreads import GoodReads
-from ctrbench_datasets.movielens import MovieLens100K
-from ctrbench_datasets.movielens1m import MovieLens1M
-from ctrbench_datasets.synthetic import Synthetic
+
+Amazon = lazy("ctrbench_datasets.amazon:Amazon")
+BookCrossing = lazy("ctrbench_datasets.bookcrossing:BookCrossing")
+Criteo = lazy("ctrbench_datasets.criteo:Criteo")
+GoodReads = lazy("ctrbench_datasets.goodreads:GoodReads")
+MovieLens100K = lazy("ctrbench_datasets.movielens:MovieLens100K")
+MovieLens1M = lazy("ctrbench_datasets.movielens1m:MovieLens1M")
+Synthetic = lazy("ctrbench_datasets.synthetic:Synthetic")
 
 MOVIELENS = "Harper & Konstan, The MovieLens Datasets, ACM TiiS 2015"
 AMAZON = ("Ni, Li & McAuley, Justifying Recommendations using Distantly-Labeled Reviews and Fine-Grained Aspects, "

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ctrbench import hookimpl
-from ctrbench.context import RunContext, predictions_of
 from ctrbench.hookspecs import Register
 from ctrbench.protocols import MethodNeeds
-from ctrbench.results import Predictions
+
+if TYPE_CHECKING:
+    from ctrbench.context import RunContext
+    from ctrbench.results import Predictions
 
 
 class CTRMethod:
     """Backbone alone, trained with the shared trainer on binary cross-entropy."""
 
     def run(self, ctx: RunContext) -> Predictions:
+        from ctrbench.context import predictions_of  # torch: imported when a run starts, not at registration
+
         model = ctx.build_ctr()
         report = ctx.trainer.fit(model, ctx.data)
         preds = predictions_of(ctx, model, report.train_seconds, report.epochs_run)

@@ -9,7 +9,11 @@ What the methods need from it, and why it is computed this way:
   layer's hidden states over the prompt's real tokens (its prompt embedding ``e_c``, template tokens included
   as the paper does);
 - left padding and left truncation, so the answer position is always the last one and a too-long prompt
-  loses its oldest history rather than its question.
+  loses its oldest history rather than its question;
+- for TALLRec's objective (`lm_loss`), the response tokens (answer + EOS, the same count for every prompt) are
+  appended after the left-padded prompts, so the answer position stays the prompt's last one; the full LM head
+  is applied to the positions the loss covers only (the R response predictions, or every real position for
+  ``scope="full"``).
 
 LoRA is applied through peft (`add_lora`), which freezes every base weight; the model itself is never forked.
 What this family shares with `Seq2SeqLM` (the output type, answer-token ids, LoRA, checkpointing) is in `yes_no`.
@@ -64,16 +68,47 @@ class CausalLM(YesNoLM):
         return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
 
     # -- forward ------------------------------------------------------------------------------------
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> YesNoOutput:
-        base = self.base_model()
-        decoder = base.get_decoder()
+    def _hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The decoder's last hidden states ``[B, T, H]`` (after its final norm: what the LM head reads)."""
         # Positions count real tokens only, so a left-padded prompt gets the positions it has unpadded.
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         use_cache=False).last_hidden_state
-        click = hidden[:, -1]
-        logits = answer_logits(click, base.get_output_embeddings(), (self.no_id, self.yes_id))
-        return YesNoOutput(logits, click, masked_mean(hidden, attention_mask))
+        return self.base_model().get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
+                                               position_ids=position_ids, use_cache=False).last_hidden_state
+
+    def _output(self, hidden: torch.Tensor, attention_mask: torch.Tensor, answer_at: int) -> YesNoOutput:
+        click = hidden[:, answer_at]
+        logits = answer_logits(click, self.base_model().get_output_embeddings(), (self.no_id, self.yes_id))
+        return YesNoOutput(logits, click, masked_mean(hidden[:, :answer_at + 1], attention_mask))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> YesNoOutput:
+        return self._output(self._hidden(input_ids, attention_mask), attention_mask, input_ids.shape[1] - 1)
+
+    def lm_loss(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_ids: torch.Tensor,
+                scope: str = "response") -> tuple[torch.Tensor, YesNoOutput]:
+        """Causal-LM cross-entropy (mean over the tokens it covers) of the prompts ``[B, T]`` (left-padded, as
+        `tokenize` gives them) followed by ``response_ids`` ``[B, R]``, and the `YesNoOutput` at the answer
+        position (the prompt's last token: identical to ``forward`` on the prompts alone, as attention is causal).
+
+        ``scope="response"``: the R predictions of the response tokens (TALLRec's objective, alpaca-lora's
+        ``train_on_inputs=False``); ``"full"``: every next-token prediction from a real token to a real token of
+        prompt + response (``train_on_inputs=True``; padding neither predicts nor is predicted).
+        """
+        if scope not in ("response", "full"):
+            raise ValueError(f"lm_loss scope must be 'response' or 'full', got {scope!r}")
+        response_ids = response_ids.to(input_ids.device)
+        ids = torch.cat([input_ids, response_ids], dim=1)
+        mask = torch.cat([attention_mask, torch.ones_like(response_ids, dtype=attention_mask.dtype)], dim=1)
+        hidden = self._hidden(ids, mask)
+        prompt_len = input_ids.shape[1]
+        out = self._output(hidden[:, :prompt_len], attention_mask, prompt_len - 1)
+        head = self.base_model().get_output_embeddings()
+        if scope == "response":
+            logits = head(hidden[:, prompt_len - 1:-1]).float()  # [B, R, V]: position t predicts token t + 1
+            loss = nn.functional.cross_entropy(logits.flatten(0, 1), response_ids.flatten())
+        else:
+            keep = (mask[:, :-1] * mask[:, 1:]).bool()  # from a real token to a real token
+            loss = nn.functional.cross_entropy(head(hidden[:, :-1][keep]).float(), ids[:, 1:][keep])
+        return loss, out
 
 
 # -- loading ----------------------------------------------------------------------------------------

@@ -12,7 +12,11 @@ The same interface as ``CausalLM`` (``ctrbench_plm.yes_no``), computed the encod
   ``tie_word_embeddings`` before: original T5 yes, T5 v1.1 / FLAN-T5 no); so does ``forward``, to match
   ``T5ForConditionalGeneration`` exactly;
 - ``click`` (SLLM4CTR's ``e_L``) is the decoder's last-layer hidden state at that step (before the scaling);
-  ``prompt`` (its ``e_c``) is the mean of the encoder's last hidden states over the prompt's real tokens.
+  ``prompt`` (its ``e_c``) is the mean of the encoder's last hidden states over the prompt's real tokens;
+- ``lm_loss`` (TALLRec's objective on T5) is the decoder's cross-entropy on the response (answer, ``</s>``) with
+  teacher forcing (decoder input: start token, answer), what ``T5ForConditionalGeneration(labels=...)`` computes;
+  only ``scope="response"`` exists: an encoder-decoder does not predict its input, so "the whole sequence" has
+  no meaning here.
 
 Only ``model_type == "t5"`` checkpoints are accepted (T5, T5 v1.1, FLAN-T5): the output scaling differs between
 T5-like architectures and transformers releases (mT5 never scales in 5.x), and an unchecked guess would give
@@ -75,17 +79,36 @@ class Seq2SeqLM(YesNoLM):
         return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
 
     # -- forward ------------------------------------------------------------------------------------
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> YesNoOutput:
-        """``input_ids``, ``attention_mask``: ``[B, T]`` -> logits ``[B, 2]`` (l_no, l_yes), click and prompt
-        ``[B, d_model]``."""
+    def _run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+             follow: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, YesNoOutput]:
+        """(encoder states, decoder states, output at the first decoder step); the decoder reads the start token
+        then ``follow`` ``[B, R']`` (teacher forcing)."""
         base = self.base_model()
         encoded = base.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         start = torch.full((input_ids.shape[0], 1), self.decoder_start_id, dtype=torch.long, device=input_ids.device)
-        decoded = base.get_decoder()(input_ids=start, encoder_hidden_states=encoded,
+        decoder_ids = start if follow is None else torch.cat([start, follow.to(start.device)], dim=1)
+        decoded = base.get_decoder()(input_ids=decoder_ids, encoder_hidden_states=encoded,
                                      encoder_attention_mask=attention_mask, use_cache=False).last_hidden_state
         click = decoded[:, 0]
         logits = answer_logits(click * self.output_scale, base.get_output_embeddings(), (self.no_id, self.yes_id))
-        return YesNoOutput(logits, click, masked_mean(encoded, attention_mask))
+        return encoded, decoded, YesNoOutput(logits, click, masked_mean(encoded, attention_mask))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> YesNoOutput:
+        """``input_ids``, ``attention_mask``: ``[B, T]`` -> logits ``[B, 2]`` (l_no, l_yes), click and prompt
+        ``[B, d_model]``."""
+        return self._run(input_ids, attention_mask)[2]
+
+    def lm_loss(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_ids: torch.Tensor,
+                scope: str = "response") -> tuple[torch.Tensor, YesNoOutput]:
+        """Decoder cross-entropy (mean over the response tokens) of ``response_ids`` ``[B, R]`` given the prompts,
+        and the `YesNoOutput` at the first decoder step (the answer's); see the module docstring."""
+        if scope != "response":
+            raise PluginError(f"PLM '{self.name}': an encoder-decoder has no loss on the whole sequence (scope "
+                              f"{scope!r}); use the response loss (method loss: lm_response) or a causal LM")
+        response_ids = response_ids.to(input_ids.device)
+        _, decoded, out = self._run(input_ids, attention_mask, response_ids[:, :-1])
+        logits = self.base_model().get_output_embeddings()(decoded * self.output_scale).float()  # [B, R, V]
+        return nn.functional.cross_entropy(logits.flatten(0, 1), response_ids.flatten()), out
 
 
 # -- loading ----------------------------------------------------------------------------------------

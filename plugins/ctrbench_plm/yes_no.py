@@ -5,13 +5,20 @@ The TallRec / SLLM4CTR methods use such a model through one interface, whatever 
 - ``family``: ``"causal_lm"`` or ``"seq2seq_lm"``;
 - ``tokenize(texts, max_length) -> (input_ids, attention_mask)``, ``int64 [B, T]`` on the model's device;
 - ``lm(input_ids, attention_mask) -> YesNoOutput`` (the two answer scores and two embeddings, below);
+- ``lm.response_ids(labels) -> [B, R]`` (the answer token of each label, then EOS when the tokenizer has one) and
+  ``lm.lm_loss(input_ids, attention_mask, response_ids, scope) -> (loss, YesNoOutput)``: the language-modelling
+  cross-entropy over the whole vocabulary on the response tokens (``scope="response"``, TALLRec's objective) or,
+  for a causal LM, on every token of prompt + response (``scope="full"``), with the ``YesNoOutput`` of the same
+  forward pass;
 - ``add_lora(r, alpha, dropout, target_modules, seed) -> trainable parameter count`` (peft; base weights frozen),
   ``trainable_parameters()``, ``enable_gradient_checkpointing()``;
 - and what every ``nn.Module`` has (``.to``, ``.train``/``.eval``, ``.parameters``).
 
 ``YesNoLM`` holds the parts that do not depend on the architecture; a family adds its ``tokenize`` and
-``forward``, its peft task type and its default LoRA targets. The answer scores are always two rows of the
-output embedding applied to one hidden vector per prompt (``answer_logits``), never the whole vocabulary.
+``forward`` and ``lm_loss``, its peft task type and its default LoRA targets. The answer scores of ``forward``
+(what scoring uses) are always two rows of the output embedding applied to one hidden vector per prompt
+(``answer_logits``), never the whole vocabulary; only ``lm_loss`` applies the full head, and only to the
+positions its loss covers.
 """
 
 from __future__ import annotations
@@ -147,11 +154,25 @@ class YesNoLM(nn.Module):
         if hasattr(self.model, "enable_input_require_grads"):
             self.model.enable_input_require_grads()
 
+    # -- the response of a language-modelling loss ----------------------------------------------------
+    def response_ids(self, labels: torch.Tensor) -> torch.Tensor:
+        """``[B, R]`` int64 on the model's device: the answer token of each label (1 -> yes, else no), followed by
+        the tokenizer's EOS when it has one (R = 2; else R = 1) — the response TALLRec trains on."""
+        answer = torch.where(labels.to(self.device) > 0.5, self.yes_id, self.no_id).long().unsqueeze(1)
+        eos = self.tokenizer.eos_token_id
+        if eos is None:
+            return answer
+        return torch.cat([answer, torch.full_like(answer, int(eos))], dim=1)
+
     # -- the family's part --------------------------------------------------------------------------
     def tokenize(self, texts: Sequence[str], max_length: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> YesNoOutput:
+        raise NotImplementedError
+
+    def lm_loss(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, response_ids: torch.Tensor,
+                scope: str = "response") -> tuple[torch.Tensor, YesNoOutput]:
         raise NotImplementedError
 
 

@@ -44,15 +44,20 @@ def _logdet_volume(e: torch.Tensor, weights: torch.Tensor, alpha: float) -> torc
 
 
 def label_matching_loss(click: torch.Tensor, p_yes: torch.Tensor, alpha: float = 0.1,
-                        terms: str = "both") -> torch.Tensor:
+                        terms: str = "both", normalize: bool = False) -> torch.Tensor:
     """Eq. 4: the p-weighted volumes of the click / non-click embeddings minus half the volume of all of them.
 
     ``L = sum_k tr(Pi_k)/(2|B|) * logdet(I + d/(tr(Pi_k) alpha^2) E^T Pi_k E) - 1/2 logdet(I + d/(|B| alpha^2) E^T E)``
-    with ``Pi_1 = diag(p_yes)``, ``Pi_0 = diag(1 - p_yes)``. ``terms``: "both" (the loss), "compress" (first term
-    only: the paper's "w/o Label Matching Loss-2"), "expand" (second term only: "w/o Label Matching Loss-1").
+    with ``Pi_1 = diag(p_yes)``, ``Pi_0 = diag(1 - p_yes)`` — MCR²'s ``R_c - R`` (Yu et al. 2020) with ``alpha`` for
+    its epsilon. ``terms``: "both" (the loss), "compress" (first term only: the paper's "w/o Label Matching
+    Loss-2"), "expand" (second term only: "w/o Label Matching Loss-1"). ``normalize``: L2-normalise each row of
+    ``E`` first, as MCR² does with its features (the paper does not say; as printed ``E`` is the raw hidden state,
+    and with |B| <= d its log det(E E^T) parts cancel, see docs/methods/sllm4ctr.md).
     Computed in float32 whatever the autocast dtype: a log-determinant in bf16 is noise.
     """
     e = click.float()
+    if normalize:
+        e = F.normalize(e, dim=-1)
     p = p_yes.float()
     b = e.shape[0]
     loss = e.new_zeros(())

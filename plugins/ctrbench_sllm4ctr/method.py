@@ -1,12 +1,25 @@
-"""`tallrec` and `sllm4ctr`: a LoRA-tuned causal LM reads a prompt about a user and an item and scores " Yes".
+"""`tallrec` and `sllm4ctr`: a LoRA-tuned causal (or seq2seq) LM reads a prompt about a user and an item and
+scores " Yes".
 
-One class serves both: TallRec is SLLM4CTR with the adaptive temperature and the label-matching loss switched off
-(and LoRA on q/v only), so the ablation variants ("Base", "w/o label matching", "w/o adaptive temperature") are
-one code path with switches, and "T = 1, beta = 0" is TallRec bit for bit.
+One class serves both, so the ablation variants ("Base", "w/o label matching", "w/o adaptive temperature") are one
+code path with switches. What differs between the two methods is configuration (`TallRecConfig`, `LLMCTRConfig`):
+the prompt (``template``), the objective (``loss``), the LoRA targets and dropout, the two SLLM4CTR additions and
+the ``train.*`` defaults. With the same prompt, loss and LoRA, ``sllm4ctr`` with ``adaptive_temperature: false``
+and ``beta: 0`` is ``tallrec`` bit for bit.
 
-Per training batch: ``margin = l_yes - l_no`` of the last position; with the temperature, ``margin * T`` (T from
-Eq. 2 over the batch); ``L = BCE(sigmoid(margin * T), y) + beta * L_mat(e_L, p_yes)``. Inference uses the same
-temperature over each evaluation batch (the paper calibrates test predictions with it as well).
+Per training batch:
+
+- ``loss: yes_no_bce`` (SLLM4CTR Eq. 3): ``margin = l_yes - l_no`` at the answer position, times T (Eq. 2, over
+  the batch) when the temperature is on; ``L = BCE(sigmoid(margin), y)``;
+- ``loss: lm_response`` / ``lm_full`` (TALLRec): the causal-LM cross-entropy on the response tokens (answer, EOS)
+  / on the whole prompt + response (`CausalLM.lm_loss`);
+- plus ``beta * L_mat(e_L, p_yes)`` (Eq. 4) when label matching is on, ``p_yes`` from the same forward.
+
+Prediction is always ``p_yes = sigmoid(margin)`` (times T when the temperature is on) from the two answer
+scores. The temperature is computed over evaluation batches too (the paper calibrates test predictions with it);
+those batches are fixed by the data: the scored rows sorted by row index and cut into ``eval_batch_size`` chunks,
+so a row's prediction does not depend on the order rows are passed in. The AUC without T (same forward) is
+reported next to it (``*_auc_no_temperature``).
 """
 
 from __future__ import annotations
@@ -25,21 +38,30 @@ from ctrbench.cost import INFER_ROWS, parameter_counts, time_per_batch
 from ctrbench.engine import IndexSource, PhaseReport
 from ctrbench.errors import PluginError
 from ctrbench.results import Predictions
+from ctrbench.stats import auc, logloss
 from ctrbench_sllm4ctr.config import TRAIN_DEFAULTS, UNUSED_TRAIN_KEYS, LLMCTRConfig, TallRecConfig
 from ctrbench_sllm4ctr.losses import adaptive_temperature, label_matching_loss
 from ctrbench_sllm4ctr.prompts import PromptBuilder
 
 log = logging.getLogger(__name__)
 
+LM_SCOPES = {"lm_response": "response", "lm_full": "full"}
+
 
 def yes_no_loss(cfg: LLMCTRConfig, out: Any, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss, p_yes) of one batch — the whole objective of both methods (Eq. 3 + beta * Eq. 4)."""
+    """(loss, p_yes) of one batch with the two-way objective (Eq. 3 + beta * Eq. 4)."""
     margin = scaled_margin(cfg, out)
     loss = F.binary_cross_entropy_with_logits(margin, y)
     p_yes = torch.sigmoid(margin)
-    if cfg.uses_matching:
-        loss = loss + cfg.beta * label_matching_loss(out.click, p_yes, cfg.volume_alpha, cfg.matching_terms)
-    return loss, p_yes
+    return loss + matching_term(cfg, out, p_yes), p_yes
+
+
+def matching_term(cfg: LLMCTRConfig, out: Any, p_yes: torch.Tensor) -> torch.Tensor | float:
+    """``beta * L_mat`` (Eq. 4) when label matching is on, else 0."""
+    if not cfg.uses_matching:
+        return 0.0
+    return cfg.beta * label_matching_loss(out.click, p_yes, cfg.volume_alpha, cfg.matching_terms,
+                                          normalize=cfg.normalize_embeddings)
 
 
 def scaled_margin(cfg: LLMCTRConfig, out: Any) -> torch.Tensor:
@@ -50,16 +72,33 @@ def scaled_margin(cfg: LLMCTRConfig, out: Any) -> torch.Tensor:
     return margin
 
 
+def batch_loss(cfg: LLMCTRConfig, lm: Any, ids: torch.Tensor, mask: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The training loss of one batch of tokenized prompts and their labels, for ``cfg.loss``."""
+    if cfg.loss == "yes_no_bce":
+        return yes_no_loss(cfg, lm(ids, mask), y)[0]
+    loss, out = lm.lm_loss(ids, mask, lm.response_ids(y), LM_SCOPES[cfg.loss])
+    return loss + matching_term(cfg, out, torch.sigmoid(out.margin))
+
+
+def evaluation_batches(rows: np.ndarray, size: int) -> list[np.ndarray]:
+    """Positions into ``rows`` grouped into evaluation batches fixed by the data: ``rows`` sorted by row index,
+    cut into chunks of ``size``. Which rows share a batch (and so a temperature's softmax) does not depend on the
+    order ``rows`` come in."""
+    order = np.argsort(np.asarray(rows), kind="stable")
+    return [order[start:start + size] for start in range(0, len(order), size)]
+
+
 class YesNoLLM:
     """Finetunes LoRA adapters of the run's causal or seq2seq LM (``plm:``) on Yes/No answers; see the module
     docstring. Training is one engine phase over prompt rows with the validation-AUC monitor, as for every
-    method; ``train.*`` sets it, with `TRAIN_DEFAULTS` for the keys a suite leaves out."""
+    method; ``train.*`` sets it, with ``train_defaults`` (the paper's values) for the keys a suite leaves out."""
 
     FAMILIES = ("causal_lm", "seq2seq_lm")
     train_defaults = TRAIN_DEFAULTS
 
     def __init__(self, config: LLMCTRConfig) -> None:
         self.config = config
+        self.train_defaults = config.train_defaults()
 
     # -- setup --------------------------------------------------------------------------------------
     def _model(self, ctx: RunContext) -> tuple[Any, int]:
@@ -69,6 +108,14 @@ class YesNoLLM:
             raise PluginError(f"method needs a causal LM (plm: smollm2-135m, llama-2-7b, ...) or a seq2seq LM "
                               f"(flan-t5-small, ...); '{ctx.spec.plm.name}' is a {family}")
         cfg = self.config
+        if cfg.loss == "lm_full" and family != "causal_lm":
+            raise PluginError(f"method '{ctx.spec.method.name}': loss 'lm_full' (the LM loss on prompt + response) "
+                              f"needs a causal LM; '{ctx.spec.plm.name}' is a {family}, which does not predict its "
+                              "input (use loss: lm_response, its decoder's loss on the answer)")
+        if cfg.loss != "yes_no_bce" and not (hasattr(lm, "lm_loss") and hasattr(lm, "response_ids")):
+            raise PluginError(f"method '{ctx.spec.method.name}': loss {cfg.loss!r} needs a PLM with lm_loss and "
+                              f"response_ids (ctrbench_plm.yes_no.YesNoLM); '{ctx.spec.plm.name}' has none "
+                              "(use loss: yes_no_bce)")
         trainable = lm.add_lora(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.targets_for(family), seed=ctx.seed)
         lm.to(ctx.device)
         if cfg.gradient_checkpointing == "on" or (cfg.gradient_checkpointing == "auto" and ctx.device.type == "cuda"):
@@ -91,19 +138,21 @@ class YesNoLLM:
         log.info("prompt of the first training row: %s", prompts([int(ctx.data.splits["train"][0])])[0])
         report = self._train(ctx, lm, prompts)
         t = time.perf_counter()
-        test, _ = self._predict(ctx, lm, prompts, "test")
+        test, test_plain = self._predict(ctx, lm, prompts, "test")
         infer = time.perf_counter() - t
-        valid, _ = self._predict(ctx, lm, prompts, "valid")
+        valid, valid_plain = self._predict(ctx, lm, prompts, "valid")
         test_rows = np.asarray(ctx.data.splits["test"])[:INFER_ROWS]
         infer_ms = time_per_batch(lambda: self._score(ctx, lm, prompts, test_rows), ctx.device)
         total, trained = parameter_counts(lm)
+        extra = {"trainable_params": float(trainable), "train_steps": float(report.steps),
+                 "seconds_per_step": report.train_seconds / max(report.steps, 1),
+                 "best_epoch": float(report.best_epoch)}
+        if cfg.adaptive_temperature:
+            extra.update(self._plain_metrics(ctx, {"valid": valid_plain, "test": test_plain}))
         return Predictions(
             valid=valid, test=test, n_params=total, trainable_params=trained,
             train_seconds=report.train_seconds, infer_seconds=infer, infer_ms_per_batch=infer_ms,
-            epochs=report.epochs_run,
-            extra={"trainable_params": float(trainable), "train_steps": float(report.steps),
-                   "seconds_per_step": report.train_seconds / max(report.steps, 1),
-                   "best_epoch": float(report.best_epoch)},
+            epochs=report.epochs_run, extra=extra,
         )
 
     def _train(self, ctx: RunContext, lm: Any, prompts: PromptBuilder) -> PhaseReport:
@@ -112,7 +161,7 @@ class YesNoLLM:
 
         def loss(rows: torch.Tensor) -> torch.Tensor:
             ids, mask = lm.tokenize(prompts(rows.numpy()), cfg.max_length)
-            return yes_no_loss(cfg, lm(ids, mask), labels[rows].to(ctx.device))[0]
+            return batch_loss(cfg, lm, ids, mask, labels[rows].to(ctx.device))
 
         rows = trainer.train_rows(ctx.data)
         monitor = trainer.valid_monitor(lm, ctx.data, lambda: self._predict(ctx, lm, prompts, "valid")[0],
@@ -123,26 +172,44 @@ class YesNoLLM:
         return trainer.engine.run(phase)
 
     @torch.no_grad()
-    def _score(self, ctx: RunContext, lm: Any, prompts: PromptBuilder, rows: np.ndarray) -> np.ndarray:
-        """p_yes of dataset rows, scored in evaluation batches (the temperature is computed over each)."""
+    def _score(self, ctx: RunContext, lm: Any, prompts: PromptBuilder,
+               rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(p_yes, p_yes without T)`` of dataset rows from one forward pass per evaluation batch
+        (`evaluation_batches`: fixed by the data, the temperature is computed over each); equal when the
+        temperature is off."""
         cfg = self.config
         lm.eval()
+        rows = np.asarray(rows, dtype=np.int64)
         size = cfg.eval_batch_size or ctx.trainer.config.batch_size
         out = np.empty(len(rows), dtype=np.float64)
-        for start in range(0, len(rows), size):
-            ids, mask = lm.tokenize(prompts(rows[start:start + size]), cfg.max_length)
+        plain = np.empty(len(rows), dtype=np.float64)
+        for batch in evaluation_batches(rows, size):
+            ids, mask = lm.tokenize(prompts(rows[batch]), cfg.max_length)
             with ctx.trainer.autocast():
                 res = lm(ids, mask)
-            out[start:start + size] = torch.sigmoid(scaled_margin(cfg, res)).double().cpu().numpy()
-        return out
+            out[batch] = torch.sigmoid(scaled_margin(cfg, res)).double().cpu().numpy()
+            plain[batch] = torch.sigmoid(res.margin).double().cpu().numpy()
+        return out, plain
 
-    def _predict(self, ctx: RunContext, lm: Any, prompts: PromptBuilder, split: str) -> tuple[np.ndarray, int]:
-        """p_yes on the split's scored rows (``train.eval_max_samples``); NaN elsewhere (never scored)."""
+    def _predict(self, ctx: RunContext, lm: Any, prompts: PromptBuilder, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(p_yes, p_yes without T)`` on the split's scored rows (``train.eval_max_samples``); NaN elsewhere."""
         split_rows = np.asarray(ctx.data.splits[split])
         positions = ctx.trainer.eval_positions(ctx.data, split)
         out = np.full(len(split_rows), np.nan, dtype=np.float64)
-        out[positions] = self._score(ctx, lm, prompts, split_rows[positions])
-        return out, len(positions)
+        plain = out.copy()
+        out[positions], plain[positions] = self._score(ctx, lm, prompts, split_rows[positions])
+        return out, plain
+
+    @staticmethod
+    def _plain_metrics(ctx: RunContext, preds: dict[str, np.ndarray]) -> dict[str, float]:
+        """AUC and Logloss of the predictions without the temperature, on the same scored rows."""
+        metrics = {}
+        for split, p in preds.items():
+            positions = ctx.trainer.eval_positions(ctx.data, split)
+            y = np.asarray(ctx.data.y[ctx.data.splits[split]], dtype=np.float64)[positions]
+            metrics[f"{split}_auc_no_temperature"] = auc(y, p[positions])
+            metrics[f"{split}_logloss_no_temperature"] = logloss(y, p[positions])
+        return metrics
 
 
 def sllm4ctr(**config: Any) -> YesNoLLM:

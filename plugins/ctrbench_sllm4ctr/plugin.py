@@ -1,11 +1,34 @@
-"""Registers the `tallrec` and `sllm4ctr` methods."""
+"""Registers the `tallrec` and `sllm4ctr` methods. The factories import the method (torch, peft) when called;
+their signatures are the config dataclasses', from the torch-free config module, so `ctrbench validate` checks
+the keys."""
 
 from __future__ import annotations
+
+import inspect
+from typing import Any
 
 from ctrbench import hookimpl
 from ctrbench.hookspecs import Register
 from ctrbench.protocols import MethodNeeds
-from ctrbench_sllm4ctr.method import sllm4ctr, tallrec
+from ctrbench_sllm4ctr.config import LLMCTRConfig, TallRecConfig
+
+
+def sllm4ctr(**config: Any) -> Any:
+    """`ctrbench_sllm4ctr.method.sllm4ctr`, imported when first called."""
+    from ctrbench_sllm4ctr.method import sllm4ctr as create
+
+    return create(**config)
+
+
+def tallrec(**config: Any) -> Any:
+    """`ctrbench_sllm4ctr.method.tallrec`, imported when first called."""
+    from ctrbench_sllm4ctr.method import tallrec as create
+
+    return create(**config)
+
+
+sllm4ctr.__signature__ = inspect.signature(LLMCTRConfig)  # type: ignore[attr-defined]
+tallrec.__signature__ = inspect.signature(TallRecConfig)  # type: ignore[attr-defined]
 
 # Any model that answers a prompt with Yes/No: a decoder or a T5-style encoder-decoder. The user history is
 # named in the prompt when the data has one; it is not required.
@@ -16,8 +39,8 @@ QUICK = {"max_length": 32}  # with the kit's train: 1 epoch, 64 rows
 @hookimpl
 def ctrbench_register_methods(register: Register) -> None:
     register("tallrec", tallrec,
-             summary="LoRA-tuned causal or seq2seq LM (plm:) answering Yes/No to a prompt of the user's features and "
-                     "recent history; cross-entropy on p_yes",
+             summary="LoRA-tuned causal or seq2seq LM (plm:) answering TALLRec's Alpaca prompt (last 10 interactions "
+                     "as liked/disliked titles); causal-LM loss on the response",
              paper="Bao et al., TALLRec: An Effective and Efficient Tuning Framework to Align Large Language Model "
                    "with Recommendation, RecSys 2023",
              needs=NEEDS, quick_config=QUICK)

@@ -1,0 +1,48 @@
+"""`TrainConfig`: the ``train:`` keys of a suite, in a module without torch so `validate` stays fast."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+SCHEDULES = ("constant", "linear", "cosine")
+# "default": each backbone's own init (N(0, 1e-4) tables); "xavier_normal": per-field Xavier-normal tables, set
+# for every arm of a suite under defaults.train so the comparison stays fair (ClickPrompt's authors use it)
+EMBEDDING_INITS = ("default", "xavier_normal")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings; every key can be set in a suite under ``train:``."""
+
+    epochs: int = 10
+    batch_size: int = 256
+    eval_batch_size: int = 4096
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 2
+    grad_clip: float = 10.0
+    max_samples: int | None = None
+    eval_max_samples: int | None = None
+    amp: bool = True
+    schedule: str = "constant"
+    warmup: float = 0.0
+    embedding_regularizer: float = 0.0
+    net_regularizer: float = 0.0
+    embedding_init: str = "default"
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"train.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.embedding_init not in EMBEDDING_INITS:
+            raise ValueError(f"train.embedding_init must be one of {', '.join(EMBEDDING_INITS)}, "
+                             f"got {self.embedding_init!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        return cls(**d)
+
+
+TRAIN_KEYS = {f.name: f.type for f in fields(TrainConfig)}
+# train keys that take one of a few words (checked at `ctrbench validate`)
+TRAIN_CHOICES = {"schedule": SCHEDULES, "embedding_init": EMBEDDING_INITS}
