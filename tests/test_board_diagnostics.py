@@ -7,8 +7,9 @@ from types import SimpleNamespace
 from ctrbench.leaderboard.diagnostics import diagnostic_lines
 
 
-def run(method: str, metrics: dict, pretrain: bool = True):
-    spec = SimpleNamespace(method=SimpleNamespace(name=method, config={} if pretrain else {"pretrain": False}))
+def run(method: str, metrics: dict, pretrain: bool = True, label: str = "cp", seed: int = 1):
+    spec = SimpleNamespace(method=SimpleNamespace(name=method, config={} if pretrain else {"pretrain": False}),
+                           config_label=lambda: label, seed=seed)
     return SimpleNamespace(spec=spec, result=SimpleNamespace(ok=True, metrics=metrics))
 
 
@@ -35,3 +36,12 @@ def test_below_the_gate_warns_with_min_and_median():
 def test_clearing_the_gate_counts_unmeasured_runs():
     lines = diagnostic_lines(board(run("clickprompt", {"pamlm_id_gap": 0.06}), run("clickprompt", {})))
     assert "clears the gate" in lines[0] and "1 runs' stages were not measured" in lines[0]
+
+
+def test_per_run_details_list_the_three_losses_of_measured_runs():
+    lines = diagnostic_lines(board(run("clickprompt", {"pamlm_true_id": 4.1942, "pamlm_shuffled_id": 4.1949,
+                                                       "pamlm_none_id": 4.2626, "pamlm_id_gap": 0.0007},
+                                       label="dcnv2 · shipped", seed=3),
+                                   run("clickprompt", {}, label="unmeasured")))
+    assert "| dcnv2 · shipped | 3 | 4.1942 | 4.1949 | 4.2626 | 0.0007 |" in lines
+    assert not any("unmeasured" in line for line in lines)
