@@ -97,7 +97,7 @@ def check_data_needs(method: Any, data: CTRData) -> None:
         raise RunError(f"method '{method.name}' needs a user history (sequences['history']); dataset "
                        f"'{data.name}' has none")
     if needs.item_text:
-        from ctrbench.data.text import item_side_fields
+        from ctrbench.text.templates import item_side_fields
 
         if not item_side_fields(data):
             raise RunError(f"method '{method.name}' needs item texts; dataset '{data.name}' has no item-side "

@@ -233,11 +233,13 @@ def test_movielens_1m_ships_a_prompt_without_the_release_year(tmp_path: Path):
     assert MovieLens1M(source=str(raw), history_length=2).load(tmp_path / "cache").text == data.text  # cached load
 
 
-def test_data_text_module_still_re_exports_the_renderers():
-    import ctrbench.data.text as old
-    import ctrbench.text as new
+def test_the_renderers_live_in_the_text_layer_only():
+    import importlib.util
 
-    assert old.render_rows is new.render_rows and old.item_texts is new.item_texts
+    import ctrbench.text as text
+
+    assert importlib.util.find_spec("ctrbench.data.text") is None  # no second copy or shim left behind
+    assert text.render_rows.__module__ == "ctrbench.text.templates"
 
 
 # -- tokenizers built here (no files) -----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Datasets: the `CTRData` form, data sources, text rendering, long-tail buckets, preprocessing cache.
+"""Datasets: the `CTRData` form, data sources, long-tail buckets, preprocessing cache (texts: `ctrbench.text`).
 
 The names below are loaded on first use (PEP 562), so importing a submodule (``ctrbench.data.commands``, which
 the CLI's parser needs) does not import numpy."""
