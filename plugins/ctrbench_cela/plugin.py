@@ -1,0 +1,1 @@
+"""Registers the cela methods (filled in by its module)."""

@@ -1,0 +1,1 @@
+"""Registers the lmbaselines methods (filled in by its module)."""

@@ -1,0 +1,1 @@
+"""Registers the textbaselines methods (filled in by its module)."""
