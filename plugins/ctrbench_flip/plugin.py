@@ -1,0 +1,1 @@
+"""Registers the flip method (filled in by its module)."""

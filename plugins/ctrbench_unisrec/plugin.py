@@ -1,0 +1,1 @@
+"""Registers the unisrec method (filled in by its module)."""
