@@ -111,6 +111,7 @@ def test_ctr_backbones_are_registered_with_their_decorators_metadata():
     ("ctrbench_clickprompt.plugin", "ctrbench_clickprompt.method", "clickprompt"),
     ("ctrbench_sllm4ctr.plugin", "ctrbench_sllm4ctr.method", "sllm4ctr"),
     ("ctrbench_sllm4ctr.plugin", "ctrbench_sllm4ctr.method", "tallrec"),
+    ("ctrbench_cela.plugin", "ctrbench_cela.method", "cela"),
 ])
 def test_a_methods_registered_factory_has_the_methods_signature_and_hints(plugin_module, method_module, name):
     import importlib
