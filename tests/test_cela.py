@@ -179,11 +179,13 @@ def test_popular_item_alignment_touches_only_those_items(data, tmp_path):
     aligner = roma.Aligner(plm, head, item_tokens(ctx, plm, 32))
     touched: list[torch.Tensor] = []
     real = aligner.text
-    aligner.text = lambda idx: (touched.append(idx.clone()), real(idx))[1]
+    # training steps run with gradients; the retrieval diagnostic scores every item without them
+    aligner.text = lambda idx: (touched.append(idx.clone()) if torch.is_grad_enabled() else None, real(idx))[1]
     top = popular_items(data, 0.6)
-    roma.align(ctx, aligner, e_n, top, CELAConfig(roma_epochs=2, roma_batch_size=4))
+    info = roma.align(ctx, aligner, e_n, top, CELAConfig(roma_epochs=2, roma_batch_size=4))
     seen = torch.cat(touched).unique()
     assert torch.equal(seen, top)  # every popular item is aligned, and nothing else
+    assert info["retrieval_after"]["items"] == len(e_n) - 1 > len(top)
 
 
 def test_roma_without_plm_trains_only_the_head(data, tmp_path):
@@ -199,6 +201,37 @@ def test_roma_without_plm_trains_only_the_head(data, tmp_path):
                       CELAConfig(roma_plm=False, roma_epochs=1, roma_batch_size=4))
     assert not info["plm_trained"] and not calls
     assert all(torch.equal(v, plm.state_dict()[k]) for k, v in plm_before.items())
+
+
+def _reference_ranks(e_t: np.ndarray, e_n: np.ndarray) -> list[int]:
+    """0-based rank of each item's own ID row among all rows by inner product, ties counted against it."""
+    ranks = []
+    for i in range(len(e_t)):
+        own = float(e_t[i] @ e_n[i])
+        ranks.append(sum(1 for j in range(len(e_n)) if j != i and float(e_t[i] @ e_n[j]) >= own))
+    return ranks
+
+
+def test_retrieval_diagnostic_equals_a_direct_ranking_and_sees_a_perfect_alignment(data, tmp_path):
+    ctx = _ctx(tmp_path, data)
+    plm = _plm()
+    tokens = item_tokens(ctx, plm, 32)
+    gen = torch.Generator().manual_seed(5)
+    raw = torch.randn(len(tokens), 6, generator=gen)
+    head = roma.ProjectionHead(6, (), 6)
+    with torch.no_grad():  # the head is the identity: e_t = raw
+        head.out.weight.copy_(torch.eye(6))
+        head.out.bias.zero_()
+    aligner = roma.Aligner(plm, head, tokens, raw)
+    items = torch.arange(1, len(tokens))
+    e_n = torch.randn(len(tokens), 6, generator=gen)  # unrelated to the text side
+    got = roma.retrieval(aligner, e_n, items, k=3)
+    ranks = _reference_ranks(raw[1:].numpy(), e_n[1:].numpy())
+    assert got["recall@3"] == pytest.approx(np.mean([r < 3 for r in ranks]))
+    assert got["mrr"] == pytest.approx(np.mean([1 / (r + 1) for r in ranks]), rel=1e-6)
+    assert got["items"] == len(items) and got["chance@3"] == pytest.approx(3 / len(items))
+    perfect = roma.retrieval(aligner, raw, items, similarity="cosine", k=1)  # ID rows = the texts themselves
+    assert perfect["recall@1"] == 1.0 and perfect["mrr"] == 1.0
 
 
 # -- the text table and MF² ---------------------------------------------------------------------------------------

@@ -239,6 +239,11 @@ class CELA:
             extra["roma_params"] = float(info["trainable_params"])
             if info["history"]:
                 extra[f"roma{r}_final_loss"] = float(info["history"][-1]["train_loss"])
+            for when in ("before", "after"):  # text→ID retrieval over all items (roma.retrieval)
+                got = info.get(f"retrieval_{when}", {})
+                if "recall@10" in got:
+                    extra[f"roma{r}_recall10_{when}"] = float(got["recall@10"])
+                    extra["roma_chance10"] = float(got["chance@10"])
             plm_ref, plm_stage, head_stage = stage.ref, stage, stage
             kind = cfg.table_kind
             table = torch.load(stage.dir / ("table.pt" if kind == "raw" else "projected.pt"), weights_only=True)

@@ -97,6 +97,29 @@ def encode_items(plm: Any, tokens: TokenTable, device: torch.device, batch_size:
     return out
 
 
+@torch.no_grad()
+def retrieval(aligner: Aligner, id_table: torch.Tensor, items: torch.Tensor, similarity: str = "inner",
+              k: int = 10, batch_size: int = 256) -> dict[str, float]:
+    """ROMA's own diagnostic: does an item's projected text find its ID row among all ``items``' rows?
+
+    For each item, the rank of its e_iⁿ among the N candidates by sim(e_iᵗ, ·) (ties count against it):
+    recall@k and mean reciprocal rank, with chance k/N. An unaligned head sits at chance; alignment that works
+    lifts recall on the items it trained on and, if it generalises, on items it never saw (popular-only runs).
+    """
+    aligner.eval()
+    device = aligner.head.out.weight.device
+    e_t = torch.cat([aligner(items[s:s + batch_size].to(device)).float().cpu()
+                     for s in range(0, len(items), batch_size)])
+    e_n = id_table[items.cpu()].float().cpu()
+    if similarity == "cosine":
+        e_t, e_n = nn.functional.normalize(e_t, dim=-1), nn.functional.normalize(e_n, dim=-1)
+    sims = e_t @ e_n.T
+    ranks = (sims > sims.diagonal()[:, None]).sum(1) + (sims == sims.diagonal()[:, None]).sum(1) - 1
+    n = len(items)
+    return {f"recall@{k}": float((ranks < k).float().mean()), "mrr": float((1.0 / (ranks + 1)).mean()),
+            "items": n, f"chance@{k}": min(1.0, k / n)}
+
+
 def align(ctx: RunContext, aligner: Aligner, id_table: torch.Tensor, items: torch.Tensor,
           cfg: CELAConfig) -> dict[str, Any]:
     """One ROMA pass (``roma_epochs`` over ``items``): the PLM at ``roma_lr`` (unless ``roma_plm`` is off or the
@@ -119,12 +142,16 @@ def align(ctx: RunContext, aligner: Aligner, id_table: torch.Tensor, items: torc
     phase = ctx.trainer.phase("CELA-ROMA", IndexSource(items, cfg.roma_batch_size), loss, groups, model=aligner,
                               epochs=cfg.roma_epochs, lr=cfg.roma_lr, weight_decay=0.0, schedule=cfg.roma_schedule,
                               warmup=0.0, regularizer=None)
+    every = torch.arange(1, len(id_table))  # all items (row 0 is the unknown item)
+    before = retrieval(aligner, e_n, every, cfg.similarity)
     report = ctx.trainer.engine.run(phase)
+    after = retrieval(aligner, e_n, every, cfg.similarity)
     for p in aligner.plm.parameters():
         p.requires_grad_(True)
     aligner.eval()
     return {"seconds": report.train_seconds, "steps": report.steps, "history": report.history,
-            "items": len(items), "plm_trained": plm_trains}
+            "items": len(items), "plm_trained": plm_trains,
+            "retrieval_before": before, "retrieval_after": after}
 
 
 def save(out_dir: Path, aligner: Aligner, table: torch.Tensor, info: dict[str, Any]) -> None:
