@@ -45,3 +45,19 @@ def test_per_run_details_list_the_three_losses_of_measured_runs():
                                    run("clickprompt", {}, label="unmeasured")))
     assert "| dcnv2 · shipped | 3 | 4.1942 | 4.1949 | 4.2626 | 0.0007 |" in lines
     assert not any("unmeasured" in line for line in lines)
+
+
+def test_cela_line_reports_retrieval_before_and_after_against_chance():
+    engaged = {"roma1_recall10_before": 0.006, "roma1_recall10_after": 0.05, "roma2_recall10_after": 0.08,
+               "roma_chance10": 0.006}
+    weak = {**engaged, "roma2_recall10_after": 0.01}
+    lines = diagnostic_lines(board(run("cela", engaged, label="CELA", seed=1), run("ctr", {})))
+    assert "alignment engaged" in lines[0] and "chance 0.0060" in lines[0]
+    assert "median 0.0060, after the last round median 0.0800 (min 0.0800) over 1 runs" in lines[0]
+    assert "| CELA | 1 | 2 | 0.0060 | 0.0800 |" in lines
+    (line, *_) = diagnostic_lines(board(run("cela", engaged), run("cela", weak, seed=2)))
+    assert "not engaged" in line and "min 0.0100" in line
+
+
+def test_cela_runs_without_roma_print_nothing():
+    assert diagnostic_lines(board(run("cela", {"test_auc": 0.7}))) == []

@@ -3,7 +3,9 @@
 An AUC table alone cannot say why a method won or lost. ClickPrompt's PA-MLM stage stores an alignment
 diagnostic (plugins/ctrbench_clickprompt/diagnostic.py): the held-out masked-LM loss on ID-value tokens with
 shuffled minus true prompts. Below the gate (0.05 nats) the prompts carry no per-sample ID information, and the
-board says so before its tables, whatever they show.
+board says so before its tables, whatever they show. CELA's ROMA stage stores text→ID retrieval over all items
+(plugins/ctrbench_cela/roma.py::retrieval): recall@10 of an item's own ID row from its projected text, before the
+first round and after the last; the board calls the alignment engaged when every run ends at ≥ 2× chance.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ def _pretrained_clickprompt(run: object) -> bool:
 
 
 def diagnostic_lines(board: Board) -> list[str]:
+    return _clickprompt_lines(board) + _cela_lines(board)
+
+
+def _clickprompt_lines(board: Board) -> list[str]:
     runs = [r for r in board.runs if r.result.ok and _pretrained_clickprompt(r)]
     if not runs:
         return []
@@ -60,3 +66,33 @@ def _per_run(runs: list) -> list[str]:
     return ["<details><summary>alignment diagnostic per run (nats per ID token)</summary>", "",
             "| Run | Seed | true prompts | shuffled prompts | no prompts | shuffled − true |",
             "| :--- | ---: | ---: | ---: | ---: | ---: |", *rows, "", "</details>", ""]
+
+
+CELA_ENGAGED = 2.0  # × chance recall@10 after the last ROMA round
+
+
+def _cela_rounds(metrics: dict) -> int:
+    rounds = [int(k[4:-len("_recall10_after")]) for k in metrics
+              if k.startswith("roma") and k.endswith("_recall10_after") and k[4:-len("_recall10_after")].isdigit()]
+    return max(rounds, default=0)
+
+
+def _cela_lines(board: Board) -> list[str]:
+    runs = [r for r in board.runs if r.result.ok and r.spec.method.name == "cela" and _cela_rounds(r.result.metrics)]
+    if not runs:
+        return []
+    before = [float(r.result.metrics.get("roma1_recall10_before", math.nan)) for r in runs]
+    after = [float(r.result.metrics[f"roma{_cela_rounds(r.result.metrics)}_recall10_after"]) for r in runs]
+    chance = median(float(r.result.metrics.get("roma_chance10", math.nan)) for r in runs)
+    what = f"CELA ROMA diagnostic (text→ID retrieval over all items, recall@10; chance {chance:.4f})"
+    verdict = ("alignment engaged" if min(after) >= CELA_ENGAGED * chance
+               else f"⚠ alignment not engaged (some run ends below {CELA_ENGAGED:g}× chance)")
+    head = [f"> **{what}: {verdict}** — before alignment median {median(before):.4f}, after the last round median "
+            f"{median(after):.4f} (min {min(after):.4f}) over {len(runs)} runs.", ""]
+    rows = []
+    for r, b, a in sorted(zip(runs, before, after, strict=True), key=lambda t: (t[0].spec.config_label(), t[0].spec.seed)):
+        rounds = _cela_rounds(r.result.metrics)
+        rows.append(f"| {r.spec.config_label()} | {r.spec.seed} | {rounds} | {b:.4f} | {a:.4f} |")
+    return head + ["<details><summary>ROMA retrieval per run (recall@10 over all items)</summary>", "",
+                   "| Run | Seed | Rounds | before ROMA | after the last round |",
+                   "| :--- | ---: | ---: | ---: | ---: |", *rows, "", "</details>", ""]
