@@ -90,7 +90,8 @@ def _cela_lines(board: Board) -> list[str]:
     head = [f"> **{what}: {verdict}** — before alignment median {median(before):.4f}, after the last round median "
             f"{median(after):.4f} (min {min(after):.4f}) over {len(runs)} runs.", ""]
     rows = []
-    for r, b, a in sorted(zip(runs, before, after, strict=True), key=lambda t: (t[0].spec.config_label(), t[0].spec.seed)):
+    ordered = sorted(zip(runs, before, after, strict=True), key=lambda t: (t[0].spec.config_label(), t[0].spec.seed))
+    for r, b, a in ordered:
         rounds = _cela_rounds(r.result.metrics)
         rows.append(f"| {r.spec.config_label()} | {r.spec.seed} | {rounds} | {b:.4f} | {a:.4f} |")
     return head + ["<details><summary>ROMA retrieval per run (recall@10 over all items)</summary>", "",
