@@ -112,6 +112,8 @@ def test_ctr_backbones_are_registered_with_their_decorators_metadata():
     ("ctrbench_sllm4ctr.plugin", "ctrbench_sllm4ctr.method", "sllm4ctr"),
     ("ctrbench_sllm4ctr.plugin", "ctrbench_sllm4ctr.method", "tallrec"),
     ("ctrbench_cela.plugin", "ctrbench_cela.method", "cela"),
+    ("ctrbench_unisrec.plugin", "ctrbench_unisrec.method", "unisrec"),
+    ("ctrbench_flip.plugin", "ctrbench_flip.method", "flip"),
 ])
 def test_a_methods_registered_factory_has_the_methods_signature_and_hints(plugin_module, method_module, name):
     import importlib
