@@ -1,1 +1,59 @@
-"""Registers the textbaselines methods (filled in by its module)."""
+"""Registers the language-model baselines `ctr-bert`, `ptab` and `ctrl`.
+
+Each factory imports its method module (torch, transformers, the text layer) only when called; its signature is
+its torch-free config dataclass's, so `ctrbench list`/`validate` check the keys without importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from ctrbench import hookimpl
+from ctrbench.hookspecs import Register
+from ctrbench.protocols import MethodNeeds
+from ctrbench_textbaselines.config import CTRBertConfig, CTRLConfig, PTabConfig
+
+
+def _lazy(module: str, config: type) -> Callable[..., Any]:
+    """A factory calling ``ctrbench_textbaselines.<module>.create(**config)`` on first use."""
+
+    def factory(**kwargs: Any) -> Any:
+        return importlib.import_module(f"ctrbench_textbaselines.{module}").create(**kwargs)
+
+    factory.__signature__ = inspect.signature(config)  # type: ignore[attr-defined]
+    factory.__name__ = factory.__qualname__ = module.replace("_", "-")
+    factory.__doc__ = config.__doc__
+    return factory
+
+
+ctr_bert = _lazy("ctr_bert", CTRBertConfig)
+ptab = _lazy("ptab", PTabConfig)
+ctrl = _lazy("ctrl", CTRLConfig)
+
+
+@hookimpl
+def ctrbench_register_methods(register: Register) -> None:
+    register("ctr-bert", ctr_bert,
+             summary="two BERT towers (user text, item text) late-fused with the CTR backbone's q by an MLP; "
+                     "optional distillation from a cross-encoder teacher",
+             paper="Muhamed et al., CTR-BERT: Cost-effective knowledge distillation for billion-parameter "
+                   "teacher models, NeurIPS 2021 ENLSP workshop",
+             needs=MethodNeeds(plm=("masked_lm",), ctr=True, item_text=True),
+             quick_config={"max_length": 16, "fusion_hidden": 16})
+    register("ptab", ptab,
+             summary="\"field: value\" row texts; masked-language fine-tuning (cached), then classification "
+                     "fine-tuning on [CLS]",
+             paper="Liu et al., PTab: Using the Pre-trained Language Model for Modeling Tabular Data, 2022 "
+                   "(arXiv:2209.08060)",
+             needs=MethodNeeds(plm=("masked_lm",)),
+             quick_config={"max_length": 24, "pretrain_epochs": 1, "pretrain_batch_size": 64, "head_hidden": 16})
+    register("ctrl", ctrl,
+             summary="InfoNCE alignment of the CTR backbone with the PLM on each sample's text (cached), then "
+                     "the backbone alone is finetuned and served",
+             paper="Li et al., CTRL: Connect Collaborative and Language Model for CTR Prediction, 2023 "
+                   "(arXiv:2306.02841)",
+             needs=MethodNeeds(plm=("masked_lm",), ctr=True),
+             quick_config={"max_length": 24, "align_epochs": 1, "align_batch_size": 64, "proj_dim": 16})
