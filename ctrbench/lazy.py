@@ -26,6 +26,7 @@ import functools
 import importlib
 import importlib.util
 import inspect
+import sys
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -275,4 +276,28 @@ def lazy(target: str) -> LazyFactory:
     return LazyFactory(target)
 
 
-__all__ = ["LazyFactory", "NotStatic", "declared_classes", "lazy", "resolved_hints", "static_signature"]
+def lazy_method(target: str, config: type) -> Callable[..., Any]:
+    """A method factory for ``"package.module:factory"`` whose signature is ``config``'s (a torch-free dataclass
+    in the plugin's config module), importing ``package.module`` (torch, transformers) only when called.
+
+    Methods take their keys from a config dataclass rather than a literal signature, so `lazy` would have to
+    import the method module to read it; the config module is already imported by the plugin and says the keys
+    plainly, which is all `ctrbench list` and `ctrbench validate` need. Assign it to a global named like the
+    factory (``p5 = lazy_method("pkg.p5:p5", P5Config)``): it pickles by reference to that global."""
+    module, _, name = target.partition(":")
+    if not module or not name:
+        raise PluginError(f"lazy_method target must be 'package.module:factory', got {target!r}")
+
+    def factory(**kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(**kwargs)
+
+    factory.__signature__ = inspect.signature(config)  # type: ignore[attr-defined]
+    factory.__name__ = factory.__qualname__ = name
+    factory.__doc__ = f"`{module}.{name}`, imported when first called; its keys are `{config.__name__}`'s."
+    # Pickled by reference as the registering module's global of that name (how namedtuple finds its module).
+    factory.__module__ = sys._getframe(1).f_globals.get("__name__", module)
+    return factory
+
+
+__all__ = ["LazyFactory", "NotStatic", "declared_classes", "lazy", "lazy_method", "resolved_hints",
+           "static_signature"]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ctrbench.configtypes import _hints
+from ctrbench.errors import PluginError
 from ctrbench.kinds import KINDS
 from ctrbench.lazy import LazyFactory, lazy
 from ctrbench.plugins import load_plugins
@@ -154,3 +155,32 @@ def test_a_source_that_does_not_say_its_signature_plainly_is_imported(tmp_path, 
     keywords = lazy("lazy_probe:keywords")
     assert list(inspect.signature(keywords).parameters) == ["n", "mode", "ratio"] and keywords.loaded
     sys.modules.pop("lazy_probe", None)
+
+
+def test_lazy_method_has_the_configs_signature_imports_on_call_and_pickles_by_reference(tmp_path, monkeypatch):
+    import pickle
+    import sys
+    from dataclasses import dataclass
+
+    from ctrbench.lazy import lazy_method
+
+    (tmp_path / "lazy_method_probe.py").write_text("def make(**kw):\n    return ('made', kw)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    @dataclass
+    class Config:
+        size: int = 3
+        name: str = "x"
+
+    factory = lazy_method("lazy_method_probe:make", Config)
+    assert list(inspect.signature(factory).parameters) == ["size", "name"]
+    assert "lazy_method_probe" not in sys.modules  # nothing imported until called
+    assert factory(size=5) == ("made", {"size": 5})
+    assert factory.__module__ == __name__ and factory.__name__ == "make"
+    globals()["make"] = factory  # a plugin assigns it to a global of that name
+    try:
+        assert pickle.loads(pickle.dumps(factory)) is factory
+    finally:
+        del globals()["make"]
+    with pytest.raises(PluginError, match="package.module:factory"):
+        lazy_method("no_colon", Config)

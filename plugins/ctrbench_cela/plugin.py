@@ -3,23 +3,13 @@ is `CELAConfig`'s, from the torch-free config module, so `ctrbench validate` che
 
 from __future__ import annotations
 
-import inspect
-from typing import Any
-
 from ctrbench import hookimpl
 from ctrbench.hookspecs import Register
+from ctrbench.lazy import lazy_method
 from ctrbench.protocols import MethodNeeds
 from ctrbench_cela.config import CELAConfig
 
-
-def cela(**config: Any) -> Any:
-    """`ctrbench_cela.method.cela`, imported when first called."""
-    from ctrbench_cela.method import cela as create
-
-    return create(**config)
-
-
-cela.__signature__ = inspect.signature(CELAConfig)  # type: ignore[attr-defined]
+cela = lazy_method("ctrbench_cela.method:cela", CELAConfig)
 
 
 @hookimpl

@@ -3,23 +3,13 @@ signature is `ClickPromptConfig`'s, from the torch-free config module, so `ctrbe
 
 from __future__ import annotations
 
-import inspect
-from typing import Any
-
 from ctrbench import hookimpl
 from ctrbench.hookspecs import Register
+from ctrbench.lazy import lazy_method
 from ctrbench.protocols import MethodNeeds
 from ctrbench_clickprompt.config import ClickPromptConfig
 
-
-def clickprompt(**config: Any) -> Any:
-    """`ctrbench_clickprompt.method.clickprompt`, imported when first called."""
-    from ctrbench_clickprompt.method import clickprompt as create
-
-    return create(**config)
-
-
-clickprompt.__signature__ = inspect.signature(ClickPromptConfig)  # type: ignore[attr-defined]
+clickprompt = lazy_method("ctrbench_clickprompt.method:clickprompt", ClickPromptConfig)
 
 
 @hookimpl

@@ -3,23 +3,13 @@ is `FLIPConfig`'s, from the torch-free config module, so `ctrbench validate` che
 
 from __future__ import annotations
 
-import inspect
-from typing import Any
-
 from ctrbench import hookimpl
 from ctrbench.hookspecs import Register
+from ctrbench.lazy import lazy_method
 from ctrbench.protocols import MethodNeeds
 from ctrbench_flip.config import FLIPConfig
 
-
-def flip(**config: Any) -> Any:
-    """`ctrbench_flip.method.flip`, imported when first called."""
-    from ctrbench_flip.method import flip as create
-
-    return create(**config)
-
-
-flip.__signature__ = inspect.signature(FLIPConfig)  # type: ignore[attr-defined]
+flip = lazy_method("ctrbench_flip.method:flip", FLIPConfig)
 
 
 @hookimpl

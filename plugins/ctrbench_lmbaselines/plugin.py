@@ -3,31 +3,15 @@ signatures are the config dataclasses', from the torch-free config module, so `c
 
 from __future__ import annotations
 
-import inspect
-from typing import Any
-
 from ctrbench import hookimpl
 from ctrbench.hookspecs import Register
+from ctrbench.lazy import lazy_method
 from ctrbench.protocols import MethodNeeds
 from ctrbench_lmbaselines.config import LlamaRecConfig, P5Config
 
+p5 = lazy_method("ctrbench_lmbaselines.p5:p5", P5Config)
+llamarec = lazy_method("ctrbench_lmbaselines.llamarec:llamarec", LlamaRecConfig)
 
-def p5(**config: Any) -> Any:
-    """`ctrbench_lmbaselines.p5.p5`, imported when first called."""
-    from ctrbench_lmbaselines.p5 import p5 as create
-
-    return create(**config)
-
-
-def llamarec(**config: Any) -> Any:
-    """`ctrbench_lmbaselines.llamarec.llamarec`, imported when first called."""
-    from ctrbench_lmbaselines.llamarec import llamarec as create
-
-    return create(**config)
-
-
-p5.__signature__ = inspect.signature(P5Config)  # type: ignore[attr-defined]
-llamarec.__signature__ = inspect.signature(LlamaRecConfig)  # type: ignore[attr-defined]
 
 # P5 is a T5 (seq2seq_lm) first; "P5 with a causal LM" is the same method on a decoder.
 P5_NEEDS = MethodNeeds(plm=("seq2seq_lm", "causal_lm"))

@@ -4,31 +4,15 @@ the keys."""
 
 from __future__ import annotations
 
-import inspect
-from typing import Any
-
 from ctrbench import hookimpl
 from ctrbench.hookspecs import Register
+from ctrbench.lazy import lazy_method
 from ctrbench.protocols import MethodNeeds
 from ctrbench_sllm4ctr.config import LLMCTRConfig, TallRecConfig
 
+sllm4ctr = lazy_method("ctrbench_sllm4ctr.method:sllm4ctr", LLMCTRConfig)
+tallrec = lazy_method("ctrbench_sllm4ctr.method:tallrec", TallRecConfig)
 
-def sllm4ctr(**config: Any) -> Any:
-    """`ctrbench_sllm4ctr.method.sllm4ctr`, imported when first called."""
-    from ctrbench_sllm4ctr.method import sllm4ctr as create
-
-    return create(**config)
-
-
-def tallrec(**config: Any) -> Any:
-    """`ctrbench_sllm4ctr.method.tallrec`, imported when first called."""
-    from ctrbench_sllm4ctr.method import tallrec as create
-
-    return create(**config)
-
-
-sllm4ctr.__signature__ = inspect.signature(LLMCTRConfig)  # type: ignore[attr-defined]
-tallrec.__signature__ = inspect.signature(TallRecConfig)  # type: ignore[attr-defined]
 
 # Any model that answers a prompt with Yes/No: a decoder or a T5-style encoder-decoder. The user history is
 # named in the prompt when the data has one; it is not required.

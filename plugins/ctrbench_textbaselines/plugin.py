@@ -6,32 +6,15 @@ its torch-free config dataclass's, so `ctrbench list`/`validate` check the keys 
 
 from __future__ import annotations
 
-import importlib
-import inspect
-from collections.abc import Callable
-from typing import Any
-
 from ctrbench import hookimpl
 from ctrbench.hookspecs import Register
+from ctrbench.lazy import lazy_method
 from ctrbench.protocols import MethodNeeds
 from ctrbench_textbaselines.config import CTRBertConfig, CTRLConfig, PTabConfig
 
-
-def _lazy(module: str, config: type) -> Callable[..., Any]:
-    """A factory calling ``ctrbench_textbaselines.<module>.create(**config)`` on first use."""
-
-    def factory(**kwargs: Any) -> Any:
-        return importlib.import_module(f"ctrbench_textbaselines.{module}").create(**kwargs)
-
-    factory.__signature__ = inspect.signature(config)  # type: ignore[attr-defined]
-    factory.__name__ = factory.__qualname__ = module.replace("_", "-")
-    factory.__doc__ = config.__doc__
-    return factory
-
-
-ctr_bert = _lazy("ctr_bert", CTRBertConfig)
-ptab = _lazy("ptab", PTabConfig)
-ctrl = _lazy("ctrl", CTRLConfig)
+ctr_bert = lazy_method("ctrbench_textbaselines.ctr_bert:create", CTRBertConfig)
+ptab = lazy_method("ctrbench_textbaselines.ptab:create", PTabConfig)
+ctrl = lazy_method("ctrbench_textbaselines.ctrl:create", CTRLConfig)
 
 
 @hookimpl

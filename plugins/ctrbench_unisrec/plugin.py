@@ -3,23 +3,13 @@ signature is `UniSRecConfig`'s, from the torch-free config module, so `ctrbench 
 
 from __future__ import annotations
 
-import inspect
-from typing import Any
-
 from ctrbench import hookimpl
 from ctrbench.hookspecs import Register
+from ctrbench.lazy import lazy_method
 from ctrbench.protocols import MethodNeeds
 from ctrbench_unisrec.config import UniSRecConfig
 
-
-def unisrec(**config: Any) -> Any:
-    """`ctrbench_unisrec.method.unisrec`, imported when first called."""
-    from ctrbench_unisrec.method import unisrec as create
-
-    return create(**config)
-
-
-unisrec.__signature__ = inspect.signature(UniSRecConfig)  # type: ignore[attr-defined]
+unisrec = lazy_method("ctrbench_unisrec.method:unisrec", UniSRecConfig)
 
 
 @hookimpl
