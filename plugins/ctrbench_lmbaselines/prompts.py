@@ -43,7 +43,14 @@ from ctrbench.data.types import CTRData
 from ctrbench.errors import DataError
 from ctrbench.text.templates import item_side_fields, label, user_side_fields
 from ctrbench_lmbaselines.config import HISTORY_PLACEHOLDER, SCORE_PLACEHOLDER
-from ctrbench_sllm4ctr.prompts import InteractionHistory, PromptBuilder, item_noun, resolve_template
+from ctrbench_sllm4ctr.prompts import (
+    InteractionHistory,
+    PromptBuilder,
+    escape_braces,
+    item_noun,
+    require_user_and_item,
+    resolve_template,
+)
 
 # Stand-ins for this module's placeholders while `PromptBuilder` renders the rest (no braces: not placeholders).
 _SCORE, _HISTORY = "\x1e" + SCORE_PLACEHOLDER + "\x1e", "\x1e" + HISTORY_PLACEHOLDER + "\x1e"
@@ -52,16 +59,8 @@ SCORE_LINE = f"Click probability predicted by a CTR model: {{{SCORE_PLACEHOLDER}
 NO_INTERACTIONS = "none"
 
 
-def _esc(text: str) -> str:
-    return text.replace("{", "{{").replace("}", "}}")
-
-
 def _key_fields(data: CTRData) -> None:
-    names = {f.name for f in data.fields}
-    missing = [f for f in (data.user_field, data.item_field) if f not in names]
-    if missing:
-        raise DataError(f"dataset '{data.name}' has no {' / '.join(missing)} field; the P5 and LlamaRec prompts "
-                        "name a user and an item")
+    require_user_and_item(data, "the P5 and LlamaRec prompts")
 
 
 # -- P5 ---------------------------------------------------------------------------------------------------------
@@ -82,7 +81,7 @@ def p5_template(data: CTRData, template: str = "p5") -> str:
     question = p5_question(data)
 
     def phrases(names: list[str]) -> str:
-        return " ".join(f"{_esc(label(data, data.fields[data.field_index(n)]))} is {{{n}}}." for n in names)
+        return " ".join(f"{escape_braces(label(data, data.fields[data.field_index(n)]))} is {{{n}}}." for n in names)
 
     lines = []
     for key, names in ((f"user_{{{data.user_field}}}", user_side_fields(data)),
@@ -102,7 +101,7 @@ def llamarec_template(data: CTRData, template: str = "llamarec") -> str:
         instruction = ("Given the user history in chronological order and a CTR model's click probability, identify "
                        f"whether the user will like the target {noun} by answering \"Yes.\" or \"No.\".")
         task = (f"User history: {{{HISTORY_PLACEHOLDER}}}; \n Target {noun}: {{target}}; \n {SCORE_LINE}")
-        return f"### Instruction:\n{_esc(instruction)}\n\n### Input:\n{task}\n\n### Response:\n"
+        return f"### Instruction:\n{escape_braces(instruction)}\n\n### Input:\n{task}\n\n### Response:\n"
     if template in ("alpaca", "sllm4ctr"):
         base = resolve_template(data, template)
         cue = "\n\n### Response:\n" if template == "alpaca" else " Response:"

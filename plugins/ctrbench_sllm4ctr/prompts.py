@@ -97,16 +97,18 @@ def _quoted(names: Sequence[str]) -> str:
     return ", ".join(f'"{n}"' for n in names)
 
 
-def _esc(text: str) -> str:
+def escape_braces(text: str) -> str:
+    """Literal text inside a `str.format` template."""
     return text.replace("{", "{{").replace("}", "}}")
 
 
-def _key_fields(data: CTRData) -> None:
+def require_user_and_item(data: CTRData, prompts: str = "the TALLRec and SLLM4CTR prompts") -> None:
+    """A prompt that names a user and an item needs both key fields; say which is missing, for which prompts."""
     names = {f.name for f in data.fields}
     missing = [f for f in (data.user_field, data.item_field) if f not in names]
     if missing:
-        raise DataError(f"dataset '{data.name}' has no {' / '.join(missing)} field; the TALLRec and SLLM4CTR "
-                        "prompts name a user and an item")
+        raise DataError(f"dataset '{data.name}' has no {' / '.join(missing)} field; {prompts} name a user and an "
+                        "item")
 
 
 # -- the papers' templates ----------------------------------------------------------------------------------
@@ -118,16 +120,16 @@ def tallrec_template(data: CTRData) -> str:
                    f"{noun} by answering \"Yes.\" or \"No.\".")
     task = (f"User Preference: {{{LIKED}}}\nUser Unpreference: {{{DISLIKED}}}\n"
             f"Whether the user will like the target {noun} {{{TARGET}}}?")
-    return (f"{ALPACA_PREAMBLE}\n\n### Instruction:\n{_esc(instruction)}\n\n### Input:\n{task}\n\n"
+    return (f"{ALPACA_PREAMBLE}\n\n### Instruction:\n{escape_braces(instruction)}\n\n### Input:\n{task}\n\n"
             "### Response:\n")
 
 
 def sllm4ctr_template(data: CTRData) -> str:
     """SLLM4CTR's prompt (Appendix A.4 / A.7) with the dataset's user- and item-side fields as features."""
-    _key_fields(data)
+    require_user_and_item(data)
 
     def phrases(names: list[str]) -> str:
-        return " ".join(f"{_esc(label(data, data.fields[data.field_index(n)]))} is {{{n}}}." for n in names)
+        return " ".join(f"{escape_braces(label(data, data.fields[data.field_index(n)]))} is {{{n}}}." for n in names)
 
     user, item = phrases(user_side_fields(data)), phrases(item_side_fields(data))
     user_part = f"Here is the information of the user {{{data.user_field}}}" + (f": {user}" if user else ".")
@@ -135,7 +137,7 @@ def sllm4ctr_template(data: CTRData) -> str:
                  + (f": {item}" if item else "."))
     instruction = ("Given the user's and item's attributes, identify whether the user will like the target item "
                    "by answering \"Yes.\" or \"No.\"")
-    return f"{ALPACA_PREAMBLE}\n\nInstruction: {_esc(instruction)}\n\nInput: {user_part} {item_part} Response:"
+    return f"{ALPACA_PREAMBLE}\n\nInstruction: {escape_braces(instruction)}\n\nInput: {user_part} {item_part} Response:"
 
 
 def resolve_template(data: CTRData, template: str = "auto") -> str:
@@ -154,7 +156,7 @@ class InteractionHistory:
     and later rows never count), oldest first, split into liked (label 1) and disliked (label 0) item titles."""
 
     def __init__(self, data: CTRData, limit: int) -> None:
-        _key_fields(data)
+        require_user_and_item(data)
         user = np.asarray(data.X[:, data.field_index(data.user_field)], dtype=np.int64)
         ts = np.asarray(data.ts, dtype=np.int64)
         n = len(user)

@@ -32,6 +32,20 @@ class PredictionHead(nn.Module):
         return self.fc(self.dropout(torch.tanh(self.projection(x)))).squeeze(-1)
 
 
+
+class TextClassifier(nn.Module):
+    """A PLM over each row's tokenized text with `PredictionHead` on its pooled ([CLS]) state: PTab's classifier
+    and CTR-BERT's distillation teacher (a cross-encoder over the whole row) are this one model."""
+
+    def __init__(self, plm: Any, tokens: TokenTable, *, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.plm, self.tokens = plm, tokens
+        self.head = PredictionHead(plm.hidden_size, hidden, dropout)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        ids, mask = self.tokens.gather(batch.idx, self.head.fc.weight.device, trim=True)
+        return self.head(self.plm.pooled(self.plm.encode(ids, mask), mask))
+
 def plm_ref(ctx: RunContext) -> list[Any] | None:
     """The suite's PLM (name and config) for stage keys."""
     return [ctx.spec.plm.name, ctx.spec.plm.config] if ctx.spec.plm else None

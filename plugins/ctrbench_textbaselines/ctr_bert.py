@@ -28,7 +28,14 @@ from ctrbench.context import RunContext, predictions_of
 from ctrbench.models.base import Batch, CTRBackbone
 from ctrbench.results import Predictions
 from ctrbench.text import TokenTable, item_side_fields
-from ctrbench_textbaselines.common import PredictionHead, row_logits, row_tokens, split_groups, train_key
+from ctrbench_textbaselines.common import (
+    PredictionHead,
+    TextClassifier,
+    row_logits,
+    row_tokens,
+    split_groups,
+    train_key,
+)
 from ctrbench_textbaselines.config import CTRBertConfig
 
 
@@ -72,17 +79,6 @@ class TwoTowerFusion(nn.Module):
         return logit if first is None else logit + first
 
 
-class CrossEncoder(nn.Module):
-    """The distillation teacher: one PLM over the whole row text, the same head on its [CLS] state."""
-
-    def __init__(self, plm: Any, tokens: TokenTable, *, hidden: int, dropout: float) -> None:
-        super().__init__()
-        self.plm, self.tokens = plm, tokens
-        self.head = PredictionHead(plm.hidden_size, hidden, dropout)
-
-    def forward(self, batch: Batch) -> torch.Tensor:
-        ids, mask = self.tokens.gather(batch.idx, self.head.fc.weight.device, trim=True)
-        return self.head(self.plm.pooled(self.plm.encode(ids, mask), mask))
 
 
 def distill_loss(student_logit: torch.Tensor, y: torch.Tensor, teacher_logit: torch.Tensor,
@@ -98,7 +94,7 @@ def train_teacher(ctx: RunContext, cfg: CTRBertConfig, out: Path) -> None:
     logits on those rows: ``rows.npy`` and ``logits.npy``."""
     trainer = ctx.trainer
     plm = ctx.plugins.registry("plm").get(cfg.teacher).create()
-    teacher = CrossEncoder(plm, row_tokens(ctx, plm, cfg.teacher_max_length), hidden=cfg.fusion_hidden,
+    teacher = TextClassifier(plm, row_tokens(ctx, plm, cfg.teacher_max_length), hidden=cfg.fusion_hidden,
                            dropout=cfg.dropout).to(ctx.device)
     rows = trainer.train_rows(ctx.data)
     bce = nn.functional.binary_cross_entropy_with_logits

@@ -29,7 +29,7 @@ from ctrbench.models.base import Batch
 from ctrbench.results import Predictions
 from ctrbench.text import IGNORE, TokenTable, label, mask_tokens, maskable, token_cache_key, tokenizer_of
 from ctrbench.text.tokens import id_dtype
-from ctrbench_textbaselines.common import PredictionHead, plm_ref
+from ctrbench_textbaselines.common import TextClassifier, plm_ref
 from ctrbench_textbaselines.config import PTabConfig
 
 SEPARATOR = ":"  # "label: value" (the paper's "age:18 sex:male" example; BERT splits the colon off either way)
@@ -171,17 +171,6 @@ def masked_fine_tuning(ctx: RunContext, plm: Any, tokens: PTabTokens, cfg: PTabC
                                              "history": [h["train_loss"] for h in report.history]}))
 
 
-class PTabClassifier(nn.Module):
-    """CF: the PLM with a head on its pooled ([CLS]) state, over the rows' MT texts."""
-
-    def __init__(self, plm: Any, tokens: TokenTable, *, hidden: int, dropout: float) -> None:
-        super().__init__()
-        self.plm, self.tokens = plm, tokens
-        self.head = PredictionHead(plm.hidden_size, hidden, dropout)
-
-    def forward(self, batch: Batch) -> torch.Tensor:
-        ids, mask = self.tokens.gather(batch.idx, self.head.fc.weight.device, trim=True)
-        return self.head(self.plm.pooled(self.plm.encode(ids, mask), mask))
 
 
 class PTab:
@@ -212,7 +201,7 @@ class PTab:
             info = json.loads((stage / "mf.json").read_text())
             extra.update(mf_seconds=float(info["seconds"]), mf_final_loss=float(info["history"][-1]))
         torch.manual_seed(ctx.seed)  # the head's init must not depend on whether MF ran in this process
-        model = PTabClassifier(plm, tokens.table, hidden=cfg.head_hidden, dropout=cfg.dropout).to(ctx.device)
+        model = TextClassifier(plm, tokens.table, hidden=cfg.head_hidden, dropout=cfg.dropout).to(ctx.device)
         groups = [{"params": list(model.head.parameters())}, {"params": list(plm.parameters()), "lr": cfg.plm_lr}]
         report = ctx.trainer.fit(model, ctx.data, params=groups)
         preds = predictions_of(ctx, model, report.train_seconds, report.epochs_run)
