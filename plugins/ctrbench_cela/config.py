@@ -17,6 +17,7 @@ MF2_TABLES = ("text", "id")
 ALIGN_FIELDS = ("item_side", "item_id")
 MF2_INITS = ("fresh", "dap")
 SCHEDULES = ("constant", "linear", "cosine")
+CAUSAL_POOLINGS = ("mean", "last")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,11 @@ class CELAConfig:
     from the DAP ID model), ``use_history`` (the history-mean term of Eq. 13).
 
     Alternation (§4.4): ``rounds`` R ≥ 1 of ROMA → MF²; round r > 1 realigns to round r − 1's MF² item table.
+
+    A causal-LM ``plm:`` (Fig. 4's OPT end, `encoder.py`): ``lora_r``, ``lora_alpha``, ``lora_dropout``,
+    ``lora_targets`` (empty: the family's q/v projections) for the adapters DAP and ROMA train, and
+    ``causal_pooling`` ("mean" over real tokens, or the "last" token's state) for its sentence embedding; ``mlm``
+    then switches the causal-LM loss. Ignored for a masked LM.
     """
 
     # stage 1: DAP
@@ -82,13 +88,21 @@ class CELAConfig:
     use_history: bool = True
     # alternation
     rounds: int = 2
+    # a causal-LM PLM (LoRA)
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: Sequence[str] = ()
+    causal_pooling: str = "mean"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "proj_hidden", tuple(int(u) for u in self.proj_hidden))
         object.__setattr__(self, "fusion_hidden", tuple(int(u) for u in self.fusion_hidden))
+        object.__setattr__(self, "lora_targets", tuple(str(t) for t in self.lora_targets))
         for name, allowed in (("dap_weighting", DAP_WEIGHTINGS), ("similarity", SIMILARITIES),
                               ("text_table", TEXT_TABLES), ("mf2_table", MF2_TABLES), ("align_fields", ALIGN_FIELDS),
-                              ("mf2_init", MF2_INITS), ("dap_schedule", SCHEDULES), ("roma_schedule", SCHEDULES)):
+                              ("mf2_init", MF2_INITS), ("dap_schedule", SCHEDULES), ("roma_schedule", SCHEDULES),
+                              ("causal_pooling", CAUSAL_POOLINGS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"cela: {name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.dap and not (self.mlm or self.simcse):
@@ -102,7 +116,10 @@ class CELAConfig:
                 raise ValueError(f"cela: {name} must be > 0, got {getattr(self, name)}")
         if self.alpha < 0:
             raise ValueError(f"cela: alpha must be >= 0, got {self.alpha}")
-        for name in ("dap_epochs", "dap_batch_size", "roma_epochs", "roma_batch_size", "max_length"):
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"cela: lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        for name in ("dap_epochs", "dap_batch_size", "roma_epochs", "roma_batch_size", "max_length", "lora_r",
+                     "lora_alpha"):
             if getattr(self, name) < 1:
                 raise ValueError(f"cela: {name} must be >= 1, got {getattr(self, name)}")
         if self.text_table == "projected" and not self.roma:
@@ -132,6 +149,10 @@ class CELAConfig:
         return self._pick(("roma_plm", "similarity", "tau2", "roma_epochs", "roma_batch_size", "roma_lr", "proj_lr",
                            "roma_schedule", "proj_hidden", "proj_layernorm", "align_fields", "align_top",
                            "max_length"))
+
+    def causal_key(self) -> dict[str, Any]:
+        """What a causal-LM PLM's stages add to their keys (absent for a masked LM, whose keys stay as they were)."""
+        return self._pick(("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "causal_pooling"))
 
     def mf2_key(self) -> dict[str, Any]:
         """What one MF² stage depends on (besides its table and the run's CTR backbone and training)."""

@@ -23,13 +23,17 @@ from ctrbench.context import RunContext
 from ctrbench.engine import IndexSource
 from ctrbench.text import IGNORE, TokenTable, mask_tokens, maskable, simcse_loss
 from ctrbench_cela.config import CELAConfig
+from ctrbench_cela.encoder import is_causal, state, tunable_parameters
 
 AUTHORS_MLM_WEIGHT = 0.1
 
 
 def mlm_loss(plm: Any, ids: torch.Tensor, mask: torch.Tensor, gen: torch.Generator,
              mask_prob: float) -> torch.Tensor | None:
-    """Eq. 4 on one batch: BERT's 80/10/10 corruption, cross-entropy on the selected tokens (None: none chosen)."""
+    """Eq. 4 on one batch: BERT's 80/10/10 corruption, cross-entropy on the selected tokens (None: none chosen).
+    A causal LM (`encoder.CausalTextEncoder`) takes its own pretraining loss instead, as the paper does for OPT."""
+    if is_causal(plm):
+        return plm.lm_loss(ids, mask)
     candidates = maskable(ids, mask, plm.tokenizer.all_special_ids)
     corrupted, labels = mask_tokens(ids, candidates, mask_token_id=plm.mask_token_id, vocab_size=plm.vocab_size,
                                     mask_prob=mask_prob, generator=gen)
@@ -42,7 +46,7 @@ def mlm_loss(plm: Any, ids: torch.Tensor, mask: torch.Tensor, gen: torch.Generat
 
 
 def sentence(plm: Any) -> Any:
-    """The sentence encoder of SimCSE and ROMA: the PLM's pooled ([CLS]) final state."""
+    """The sentence encoder of SimCSE and ROMA: the PLM's pooled final state ([CLS]; a causal LM's mean)."""
     return lambda ids, mask: plm.pooled(plm.encode(ids, mask), mask)
 
 
@@ -72,11 +76,11 @@ def pretrain(ctx: RunContext, plm: Any, tokens: TokenTable, cfg: CELAConfig, out
         return dap_loss(plm, ids, mask, cfg, gen)
 
     source = IndexSource(torch.arange(1, len(tokens)), cfg.dap_batch_size)
-    phase = ctx.trainer.phase("CELA-DAP", source, loss, [p for p in plm.parameters() if p.requires_grad],
+    phase = ctx.trainer.phase("CELA-DAP", source, loss, tunable_parameters(plm),
                               model=plm, epochs=cfg.dap_epochs, lr=cfg.dap_lr, weight_decay=0.0,
                               schedule=cfg.dap_schedule, warmup=0.0, regularizer=None)
     report = ctx.trainer.engine.run(phase)
     plm.eval()
-    torch.save(plm.state_dict(), out_dir / "plm.pt")
+    torch.save(state(plm), out_dir / "plm.pt")
     (out_dir / "dap.json").write_text(json.dumps({"seconds": report.train_seconds, "steps": report.steps,
                                                   "history": report.history}, indent=2))

@@ -27,7 +27,7 @@ from ctrbench.context import RunContext, predictions_of
 from ctrbench.cost import parameter_counts
 from ctrbench.hashing import content_hash
 from ctrbench.results import Predictions
-from ctrbench_cela import dap, roma
+from ctrbench_cela import dap, encoder, roma
 from ctrbench_cela.config import CELAConfig
 from ctrbench_cela.items import (
     align_field_names,
@@ -67,6 +67,7 @@ class CELA:
 
     def __init__(self, config: CELAConfig) -> None:
         self.config = config
+        self._causal = False  # set by `build_plm` before any PLM stage key is made
 
     # -- keys ---------------------------------------------------------------------------------------------
     def _ctr_key(self, ctx: RunContext) -> dict[str, Any]:
@@ -75,7 +76,10 @@ class CELA:
                 "train": ctx.spec.train, "seed": ctx.seed}
 
     def _plm_key(self, ctx: RunContext) -> dict[str, Any]:
-        return {"data": ctx.data.fingerprint, "plm": [ctx.spec.plm.name, ctx.spec.plm.config], "seed": ctx.seed}
+        key = {"data": ctx.data.fingerprint, "plm": [ctx.spec.plm.name, ctx.spec.plm.config], "seed": ctx.seed}
+        if self._causal:  # the adapters' shape and pooling; a masked LM's keys are unchanged
+            key["causal"] = self.config.causal_key()
+        return key
 
     # -- stages -------------------------------------------------------------------------------------------
     def id_model(self, ctx: RunContext) -> Stage:
@@ -91,10 +95,16 @@ class CELA:
 
         return run_stage(ctx, "cela-id", self._ctr_key(ctx), fit)
 
+    def build_plm(self, ctx: RunContext) -> Any:
+        """The run's PLM as CELA trains it (`encoder.wrap`: a causal LM gets its LoRA adapters)."""
+        plm = encoder.wrap(ctx.build_plm(), self.config, ctx.seed)
+        self._causal = encoder.is_causal(plm)
+        return plm
+
     def load_plm(self, ctx: RunContext, plm_stage: Stage | None) -> Any:
-        plm = ctx.build_plm()
+        plm = self.build_plm(ctx)
         if plm_stage is not None:
-            plm.load_state_dict(torch.load(plm_stage.dir / "plm.pt", map_location="cpu", weights_only=True))
+            encoder.load_state(plm, torch.load(plm_stage.dir / "plm.pt", map_location="cpu", weights_only=True))
         return plm
 
     def id_table(self, ctx: RunContext, id_stage: Stage, fields: list[str]) -> torch.Tensor:
@@ -140,8 +150,9 @@ class CELA:
             with torch.no_grad():
                 projected = head.to("cpu").eval()(table)
                 projected[0] = 0.0
-            info["plm_params"], info["trainable_params"] = parameter_counts(plm)[0], sum(
-                p.numel() for p in head.parameters()) + (parameter_counts(plm)[0] if info["plm_trained"] else 0)
+            tuned = sum(p.numel() for p in encoder.tunable_parameters(plm)) if info["plm_trained"] else 0
+            info["plm_params"] = parameter_counts(plm)[0]
+            info["trainable_params"] = sum(p.numel() for p in head.parameters()) + tuned
             roma.save(out, aligner, table, info)
             torch.save(projected, out / "projected.pt")
 
@@ -208,7 +219,7 @@ class CELA:
                    extra: dict[str, float]) -> tuple[Stage, list[torch.Tensor]]:
         """DAP, then R rounds of ROMA → MF² (one MF² on the unaligned table without ROMA)."""
         cfg = self.config
-        plm = ctx.build_plm()
+        plm = self.build_plm(ctx)
         tokens = item_tokens(ctx, plm, text_length(plm, cfg.max_length))
         plm_ref = "pretrained:" + content_hash(self._plm_key(ctx))
         plm_stage: Stage | None = None

@@ -15,8 +15,8 @@ cela = lazy_method("ctrbench_cela.method:cela", CELAConfig)
 @hookimpl
 def ctrbench_register_methods(register: Register) -> None:
     register("cela", cela,
-             summary="PLM domain-adaptive pretraining (MLM + SimCSE), item-level text-ID alignment, cached item "
-                     "text table fused into a new ID model; ROMA and MF2 alternate",
+             summary="PLM domain-adaptive pretraining (MLM, or CLM for a causal LM with LoRA; + SimCSE), item-level "
+                     "text-ID alignment, cached item text table fused into a new ID model; ROMA and MF2 alternate",
              paper="Wang et al., CELA: Cost-Efficient Language Model Alignment for CTR Prediction, 2024",
-             needs=MethodNeeds(plm=("masked_lm",), ctr=True, item_text=True),
+             needs=MethodNeeds(plm=("masked_lm", "causal_lm"), ctr=True, item_text=True),
              quick_config={"dap_epochs": 1, "roma_epochs": 1, "max_length": 32, "rounds": 1})

@@ -27,6 +27,7 @@ from ctrbench.models.layers import MLP
 from ctrbench.text import TokenTable, info_nce
 from ctrbench_cela.config import CELAConfig
 from ctrbench_cela.dap import sentence
+from ctrbench_cela.encoder import state, tunable_parameters
 
 
 class ProjectionHead(nn.Module):
@@ -135,10 +136,11 @@ def align(ctx: RunContext, aligner: Aligner, id_table: torch.Tensor, items: torc
 
     groups: list[dict[str, Any]] = [{"params": list(aligner.head.parameters()), "lr": cfg.proj_lr}]
     plm_trains = cfg.roma_plm and aligner.raw is None
-    for p in aligner.plm.parameters():
+    tunable = tunable_parameters(aligner.plm)  # a causal LM's LoRA adapters, else the whole PLM
+    for p in tunable:
         p.requires_grad_(plm_trains)
     if plm_trains:
-        groups.append({"params": list(aligner.plm.parameters()), "lr": cfg.roma_lr})
+        groups.append({"params": tunable, "lr": cfg.roma_lr})
     phase = ctx.trainer.phase("CELA-ROMA", IndexSource(items, cfg.roma_batch_size), loss, groups, model=aligner,
                               epochs=cfg.roma_epochs, lr=cfg.roma_lr, weight_decay=0.0, schedule=cfg.roma_schedule,
                               warmup=0.0, regularizer=None)
@@ -146,7 +148,7 @@ def align(ctx: RunContext, aligner: Aligner, id_table: torch.Tensor, items: torc
     before = retrieval(aligner, e_n, every, cfg.similarity)
     report = ctx.trainer.engine.run(phase)
     after = retrieval(aligner, e_n, every, cfg.similarity)
-    for p in aligner.plm.parameters():
+    for p in tunable:
         p.requires_grad_(True)
     aligner.eval()
     return {"seconds": report.train_seconds, "steps": report.steps, "history": report.history,
@@ -155,7 +157,7 @@ def align(ctx: RunContext, aligner: Aligner, id_table: torch.Tensor, items: torc
 
 
 def save(out_dir: Path, aligner: Aligner, table: torch.Tensor, info: dict[str, Any]) -> None:
-    torch.save(aligner.plm.state_dict(), out_dir / "plm.pt")
+    torch.save(state(aligner.plm), out_dir / "plm.pt")
     torch.save(aligner.head.state_dict(), out_dir / "head.pt")
     torch.save(table, out_dir / "table.pt")
     (out_dir / "roma.json").write_text(json.dumps(info, indent=2))
