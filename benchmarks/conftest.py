@@ -23,7 +23,8 @@ from ctrbench.data.types import CTRData
 
 OPTIONS: dict[str, tuple[str, str]] = {  # option → (default, help)
     "datasets": ("synthetic,movielens-100k", "datasets to train on"),
-    "models": ("dnn,deepfm,dcn,dcnv2", "ctrbench registry names of the models"),
+    "models": ("dnn,deepfm,dcn,dcnv2", "benchmark models (reference_impls.MODELS; the overhead regime: "
+                                        "lr,fm,deepfm-256-128,dcn-2x-128-128)"),
     "batch-sizes": ("256,1024", "training batch sizes"),
     "impls": ("ctrbench,deepctr,fuxictr", "implementations to compare"),
     "synthetic-rows": ("200000", "rows of the synthetic dataset (8 fields, 10,000 values each, split 8:1:1)"),
@@ -69,6 +70,8 @@ class BenchConfig:
     memmap_rows: int
     cache: Path
     _data: dict[str, CTRData] = field(default_factory=dict)
+    _flops: dict[tuple[str, str, int], float] = field(default_factory=dict)
+    _matmul: float | None = None
 
     @classmethod
     def from_pytest(cls, config: pytest.Config) -> BenchConfig:
@@ -91,6 +94,35 @@ class BenchConfig:
         if name == "movielens-100k":
             return {"history_length": 0, "download_timeout": 10.0}
         raise pytest.UsageError(f"--bench-datasets: unknown dataset '{name}' (synthetic, movielens-100k)")
+
+    # -- the arithmetic limit (roofline.py) ------------------------------------------------------------
+    def matmul_rate(self) -> float:
+        """The process's float32 matmul FLOP/s, measured once per session (at the run's thread count)."""
+        if self._matmul is None:
+            from roofline import matmul_flops_per_second
+
+            self._matmul = matmul_flops_per_second()
+        return self._matmul
+
+    def flops_per_sample(self, dataset: str, model: str, batch_size: int) -> float:
+        """Matmul FLOPs of one training step per sample of the ctrbench build of ``model`` (the three builds
+        are the same model: ``test_same_model_size``)."""
+        key = (dataset, model, batch_size)
+        if key not in self._flops:
+            from reference_impls import EMBED_DIM, MODELS
+            from roofline import train_flops_per_sample
+
+            from ctrbench.engine import DeviceData
+            from ctrbench.plugins import load_plugins
+
+            data = self.data(dataset)
+            spec = MODELS[model]
+            net = load_plugins().registry("ctr").get(spec.ctr).create(fields=data.fields, embed_dim=EMBED_DIM,
+                                                                      **spec.ctrbench_config())
+            rows = torch.as_tensor(data.splits["train"][:batch_size])
+            self._flops[key] = train_flops_per_sample(net, DeviceData(data, torch.device("cpu")).batch(rows),
+                                                      batch_size)
+        return self._flops[key]
 
     def data(self, name: str) -> CTRData:
         """The dataset, loaded once per session (skips the tests when it cannot be obtained)."""

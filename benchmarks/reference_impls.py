@@ -40,6 +40,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,17 +57,46 @@ LR = 1e-3
 GRAD_CLIP = 10.0
 EVAL_BATCH = 4096
 
-# ctrbench config per registry name. Everything that sets the model's size is spelled out, so the benchmark does
-# not drift when a backbone's defaults change.
-MODELS: dict[str, dict[str, Any]] = {
-    "dnn": {"hidden_units": HIDDEN},
-    "deepfm": {"hidden_units": HIDDEN},
-    "dcn": {"num_cross_layers": CROSS_LAYERS, "dnn_hidden_units": HIDDEN},
-    "dcnv2": {"num_cross_layers": CROSS_LAYERS, "dnn_hidden_units": HIDDEN, "model_structure": "parallel",
-              "use_low_rank_mixture": False},
-}
+@dataclass(frozen=True)
+class BenchModel:
+    """One benchmark configuration: the ctrbench backbone (``ctr``, a registry name and the structure every
+    library builds) and what sets its size. Everything is spelled out, so the benchmark does not drift when a
+    backbone's defaults change."""
 
-# Parameters a reference has beyond ctrbench's model, by construction (documented above).
+    ctr: str
+    hidden: tuple[int, ...] = ()
+    cross: int = 0
+
+    def ctrbench_config(self) -> dict[str, Any]:
+        if self.ctr in ("dnn", "deepfm"):
+            return {"hidden_units": self.hidden}
+        if self.ctr == "dcn":
+            return {"num_cross_layers": self.cross, "dnn_hidden_units": self.hidden}
+        if self.ctr == "dcnv2":
+            return {"num_cross_layers": self.cross, "dnn_hidden_units": self.hidden, "model_structure": "parallel",
+                    "use_low_rank_mixture": False}
+        return {}  # lr, fm: nothing to size
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ctr": self.ctr, "hidden": list(self.hidden), "cross": self.cross}
+
+
+MODELS: dict[str, BenchModel] = {
+    # the compute-heavy regime: 400-wide MLPs, where a step is mostly arithmetic
+    "dnn": BenchModel("dnn", HIDDEN),
+    "deepfm": BenchModel("deepfm", HIDDEN),
+    "dcn": BenchModel("dcn", HIDDEN, CROSS_LAYERS),
+    "dcnv2": BenchModel("dcnv2", HIDDEN, CROSS_LAYERS),
+    # the overhead regime (issue 18): small models at DeepCTR-Torch's default sizes, where a step costs several
+    # times its arithmetic and the library's per-step work decides the speed
+    "lr": BenchModel("lr"),
+    "fm": BenchModel("fm"),
+    "deepfm-256-128": BenchModel("deepfm", (256, 128)),
+    "dcn-2x-128-128": BenchModel("dcn", (128, 128), 2),
+}
+OVERHEAD_MODELS = ("lr", "fm", "deepfm-256-128", "dcn-2x-128-128")
+
+# Parameters a reference has beyond ctrbench's model, by construction (documented above), by backbone.
 EXTRA_PARAMETERS = {("fuxictr", "deepfm"): 1}
 
 
@@ -142,7 +172,8 @@ class CtrbenchAdapter(Adapter):
         from ctrbench.plugins import load_plugins
         from ctrbench.trainer import TrainConfig
 
-        self.entry = load_plugins().registry("ctr").get(self.model_name)
+        self.spec = MODELS[self.model_name]
+        self.entry = load_plugins().registry("ctr").get(self.spec.ctr)
         # Validation at the training batch size, as DeepCTR's and FuxiCTR's fit do (ctrbench's default eval batch,
         # 4096, would add ~30 MiB of activations to the peak at batch 256 and save a little time).
         self.config = TrainConfig(epochs=1, batch_size=self.batch_size, eval_batch_size=self.batch_size, lr=LR,
@@ -152,7 +183,8 @@ class CtrbenchAdapter(Adapter):
         from ctrbench.trainer import Trainer
 
         torch.manual_seed(self.seed)
-        self.model = self.entry.create(fields=self.data.fields, embed_dim=EMBED_DIM, **MODELS[self.model_name])
+        self.model = self.entry.create(fields=self.data.fields, embed_dim=EMBED_DIM,
+                                       **self.spec.ctrbench_config())
         # A fresh Trainer per round: its DeviceData (the arrays as tensors) is rebuilt inside the timed fit.
         self.trainer = Trainer(self.config, torch.device(self.device), seed=self.seed)
 
@@ -189,16 +221,20 @@ class DeepCTRAdapter(Adapter):
 
         cols = [SparseFeat(f.name, vocabulary_size=int(f.vocab_size), embedding_dim=EMBED_DIM)
                 for f in self.data.fields]
-        common = {"dnn_hidden_units": HIDDEN, "l2_reg_linear": 0.0, "l2_reg_embedding": 0.0, "l2_reg_dnn": 0.0,
-                  "seed": self.seed, "device": self.device}
-        name = self.model_name
+        spec = MODELS[self.model_name]
+        common = {"dnn_hidden_units": spec.hidden, "l2_reg_linear": 0.0, "l2_reg_embedding": 0.0,
+                  "l2_reg_dnn": 0.0, "seed": self.seed, "device": self.device}
         torch.manual_seed(self.seed)
-        if name in ("dnn", "deepfm"):
-            # DeepCTR has no plain-DNN model: DeepFM without its FM part and with no first-order columns is one.
-            self.model = DeepFM(cols if name == "deepfm" else [], cols, use_fm=name == "deepfm", **common)
+        if spec.ctr in ("lr", "fm", "dnn", "deepfm"):
+            # DeepCTR has no LR, FM or plain-DNN model: DeepFM with the parts switched off is each (its DNN is
+            # off when dnn_hidden_units is empty; first-order columns are its linear part).
+            # LR gets no embedding columns: DeepCTR would build (and never use) their tables.
+            linear = cols if spec.ctr in ("lr", "fm", "deepfm") else []
+            self.model = DeepFM(linear, [] if spec.ctr == "lr" else cols, use_fm=spec.ctr in ("fm", "deepfm"),
+                                **common)
         else:
-            self.model = DCN([], cols, cross_num=CROSS_LAYERS, l2_reg_cross=0.0,
-                             cross_parameterization="vector" if name == "dcn" else "matrix", **common)
+            self.model = DCN([], cols, cross_num=spec.cross, l2_reg_cross=0.0,
+                             cross_parameterization="vector" if spec.ctr == "dcn" else "matrix", **common)
         self.model.compile(torch.optim.Adam(self.model.parameters(), lr=LR), "binary_crossentropy", metrics=["auc"])
 
     def fit_one_epoch(self) -> None:
@@ -221,7 +257,14 @@ def _fuxi_model_class() -> type:
     | ``CrossNet`` | ``CrossNetV2``) and ``MLP_Block`` → logit, on FuxiCTR's ``BaseModel`` (its fit loop,
     Adam via ``compile``, Xavier init via ``reset_parameters``).
     """
-    from fuxictr.pytorch.layers import CrossNet, CrossNetV2, FactorizationMachine, FeatureEmbedding, MLP_Block
+    from fuxictr.pytorch.layers import (
+        CrossNet,
+        CrossNetV2,
+        FactorizationMachine,
+        FeatureEmbedding,
+        LogisticRegression,
+        MLP_Block,
+    )
     from fuxictr.pytorch.models import BaseModel
     from torch import nn
 
@@ -232,7 +275,12 @@ def _fuxi_model_class() -> type:
             self.kind = kind
             self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
             dim = feature_map.sum_emb_out_dim()
-            if kind in ("dnn", "deepfm"):
+            if kind == "lr":  # the zoo's LR: one weight per feature value + bias
+                self.embedding_layer = None
+                self.lr_layer = LogisticRegression(feature_map, use_bias=True)
+            elif kind == "fm":  # the zoo's FM: its FactorizationMachine holds the LR part and the bias
+                self.fm = FactorizationMachine(feature_map)
+            elif kind in ("dnn", "deepfm"):
                 self.mlp = MLP_Block(input_dim=dim, output_dim=1, hidden_units=hidden_units,
                                      hidden_activations="ReLU")
                 self.fm = FactorizationMachine(feature_map) if kind == "deepfm" else None
@@ -247,7 +295,11 @@ def _fuxi_model_class() -> type:
 
         def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             X = self.get_inputs(inputs)
-            if self.kind == "deepfm":
+            if self.kind == "lr":
+                logit = self.lr_layer(X)
+            elif self.kind == "fm":
+                logit = self.fm(X, self.embedding_layer(X))
+            elif self.kind == "deepfm":
                 emb = self.embedding_layer(X)  # [B, F, d]
                 logit = self.fm(X, emb) + self.mlp(emb.flatten(start_dim=1))
             elif self.kind == "dnn":
@@ -296,8 +348,9 @@ class FuxiCTRAdapter(Adapter):
     def build(self) -> None:
         torch.manual_seed(self.seed)
         cls = _fuxi_model_class()
-        self.model = cls(self.feature_map, kind=self.model_name, embedding_dim=EMBED_DIM, hidden_units=list(HIDDEN),
-                         num_cross_layers=CROSS_LAYERS, learning_rate=LR,
+        spec = MODELS[self.model_name]
+        self.model = cls(self.feature_map, kind=spec.ctr, embedding_dim=EMBED_DIM, hidden_units=list(spec.hidden),
+                         num_cross_layers=spec.cross, learning_rate=LR,
                          gpu=0 if self.device.startswith("cuda") else -1, optimizer="adam",
                          loss="binary_crossentropy", metrics=["AUC"], monitor="AUC", verbose=0,
                          model_root=str(self.workdir / "checkpoints"))

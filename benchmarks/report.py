@@ -22,6 +22,9 @@ REFERENCES = ("deepctr", "fuxictr")
 LABELS = {"ctrbench": "ctrbench", "deepctr": "DeepCTR-Torch", "fuxictr": "FuxiCTR"}
 AUC_TOLERANCE = 0.003
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+# The overhead-regime run (run.sh overhead) has its own section, so neither run overwrites the other's tables.
+SECTIONS = {"results": (START, END), "overhead": ("<!-- overhead:start -->", "<!-- overhead:end -->")}
+ROOFLINE_MIN_FLOPS = 1e5  # per sample: below this a model is not compute-heavy and has no meaningful fraction
 
 Key = tuple[str, str, int]  # dataset, model, batch size
 
@@ -41,7 +44,8 @@ def load(path: Path) -> tuple[dict[str, Any], dict[Key, dict[str, dict[str, Any]
                 "samples_per_s": info["n_train"] / stats["median"] if stats["median"] else float("nan"),
                 "peak_mib": info.get("peak_rss_mib"), "auc": info.get("test_auc"), "auc_sd": info.get("test_auc_sd"),
                 "auc_n": len(info.get("test_auc_seeds") or [1]), "params": info.get("params"),
-                "n_train": info["n_train"],
+                "n_train": info["n_train"], "flops_per_sample": info.get("flops_per_sample"),
+                "matmul_flops_per_s": info.get("matmul_flops_per_s"),
             }
         elif "anon_growth_mib" in info:
             memmap.append({**info, "median_s": stats["median"]})
@@ -135,6 +139,7 @@ def render(run: dict[str, Any], grid: dict[Key, dict[str, dict[str, Any]]], memm
         out.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells + ds) + " |")
     out.append("")
 
+    out += _roofline(grid)
     if memmap:
         out += ["**Memory-mapped epoch** (`test_memmap.py`, batch gathering only, no model).", "",
                 "| rows | X (MiB) | anonymous memory growth (MiB) | growth / X | index vectors (MiB) | rows/s |",
@@ -146,22 +151,51 @@ def render(run: dict[str, Any], grid: dict[Key, dict[str, dict[str, Any]]], memm
     return "\n".join(out)
 
 
-def update_readme(readme: Path, text: str) -> None:
+def _roofline(grid: dict[Key, dict[str, dict[str, Any]]]) -> list[str]:
+    """Fraction of the arithmetic limit for every compute-heavy cell: FLOPs/sample × samples/s ÷ matmul FLOP/s."""
+    rows = []
+    for key in _order(grid):
+        row = grid[key]
+        any_row = next(iter(row.values()))
+        flops, rate = any_row.get("flops_per_sample"), any_row.get("matmul_flops_per_s")
+        if not flops or not rate or flops < ROOFLINE_MIN_FLOPS:
+            continue
+        limit = rate / flops
+        cells = [_fmt(row[i]["samples_per_s"] * flops / rate if i in row else None, ".0%")
+                 for i in ("ctrbench", *REFERENCES)]
+        rows.append(f"| {key[0]} | {key[1]} | {key[2]} | {flops / 1e6:.2f} | {rate / 1e9:.1f} | {limit:,.0f} | "
+                    + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    return ["**Fraction of the arithmetic limit** — model matmul FLOPs per training sample (forward + backward, "
+            "counted by `FlopCounterMode` on the ctrbench build; `roofline.py`) × samples/s ÷ the float32 matmul "
+            "rate measured in the same process (`[256, 400] @ [400, 400]`, best of 3): the share of the machine's "
+            "arithmetic a library's epoch turns into model FLOPs (its input conversion and validation pass "
+            "included). Models under 0.1 MFLOP per sample (LR, FM) are overhead-bound and left out.", "",
+            "| dataset | model | batch | MFLOP/sample | matmul GFLOP/s | limit (samples/s) | ctrbench | "
+            "DeepCTR-Torch | FuxiCTR |",
+            "| :--- | :--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", *rows, ""]
+
+
+def update_readme(readme: Path, text: str, section: str = "results") -> None:
+    start, end = SECTIONS[section]
     body = readme.read_text()
-    if START not in body or END not in body:
-        raise SystemExit(f"{readme}: no {START} ... {END} section to replace")
-    new = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: f"{START}\n{text}\n{END}", body, flags=re.S)
+    if start not in body or end not in body:
+        raise SystemExit(f"{readme}: no {start} ... {end} section to replace")
+    new = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: f"{start}\n{text}\n{end}", body, flags=re.S)
     readme.write_text(new)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("json", type=Path, help="pytest-benchmark --benchmark-json output")
-    ap.add_argument("--readme", type=Path, help=f"replace the {START} ... {END} section of this file")
+    ap.add_argument("--readme", type=Path, help="replace a results section of this file")
+    ap.add_argument("--section", choices=sorted(SECTIONS), default="results",
+                    help="which section of --readme: results (run.sh full) or overhead (run.sh overhead)")
     args = ap.parse_args(argv)
     text = render(*load(args.json))
     if args.readme:
-        update_readme(args.readme, text)
+        update_readme(args.readme, text, args.section)
     sys.stdout.write(text + "\n")
     return 0
 

@@ -13,7 +13,7 @@ import statistics
 
 import numpy as np
 import pytest
-from reference_impls import EMBED_DIM, EXTRA_PARAMETERS, HIDDEN, IMPLS, MODELS, make_adapter
+from reference_impls import EMBED_DIM, EXTRA_PARAMETERS, IMPLS, MODELS, make_adapter
 
 from ctrbench.stats import auc
 
@@ -35,9 +35,10 @@ def test_train_epoch(benchmark, bench, run_rounds, dataset, model, batch_size, i
     benchmark.group = f"{dataset} {model} b{batch_size}"
     benchmark.extra_info.update(
         impl=impl, dataset=dataset, model=model, batch_size=batch_size, n_train=n_train,
-        n_valid=len(data.splits["valid"]), embed_dim=EMBED_DIM, model_config={k: list(v) if isinstance(v, tuple) else v
-                                                                       for k, v in MODELS[model].items()},
-        dataset_config=bench.dataset_config(dataset))
+        n_valid=len(data.splits["valid"]), embed_dim=EMBED_DIM, model_config=MODELS[model].as_dict(),
+        dataset_config=bench.dataset_config(dataset),
+        flops_per_sample=bench.flops_per_sample(dataset, model, batch_size),
+        matmul_flops_per_s=bench.matmul_rate())
     try:
         peaks = run_rounds(adapter.release, adapter.build, adapter.fit_one_epoch)
         benchmark.extra_info.update(
@@ -74,7 +75,7 @@ def test_same_model_size(bench, model):
         adapter = make_adapter(impl, data, model, 256)
         try:
             adapter.build()
-            counts[impl] = adapter.num_parameters() - EXTRA_PARAMETERS.get((impl, model), 0)
+            counts[impl] = adapter.num_parameters() - EXTRA_PARAMETERS.get((impl, MODELS[model].ctr), 0)
         finally:
             adapter.close()
-    assert len(set(counts.values())) == 1, f"{model}: parameter counts differ: {counts} (hidden {HIDDEN})"
+    assert len(set(counts.values())) == 1, f"{model}: parameter counts differ: {counts} ({MODELS[model]})"

@@ -315,3 +315,24 @@ def test_check_dataset_accepts_a_memory_mapped_x(tmp_path):
     mm = np.lib.format.open_memmap(tmp_path / "X.npy", mode="w+", dtype=np.int64, shape=data.X.shape)
     mm[:] = data.X
     check_dataset(dataclasses.replace(data, X=mm))
+
+
+def test_field_embedding_gather_equals_nn_embedding_in_values_and_gradients():
+    """The CPU gather (index_select, for its faster backward) is the same lookup as nn.functional.embedding:
+    identical rows forward, and the same summed gradients per row (repeated indices included) backward."""
+    from ctrbench.models.base import FieldEmbedding
+
+    torch.manual_seed(0)
+    fields = [Field("a", "categorical", 7), Field("b", "categorical", 3), Field("c", "categorical", 11)]
+    emb = FieldEmbedding(fields, 4, init_std=1.0)
+    x = torch.tensor([[1, 2, 3], [1, 0, 10], [6, 2, 3], [1, 2, 3]])  # repeated rows: gradients must add up
+    upstream = torch.randn(4, 3, 4)
+    got = emb(x)
+    (got * upstream).sum().backward()
+    ref_weight = emb.weight.detach().clone().requires_grad_(True)
+    offsets = torch.tensor([0, 7, 10])
+    ref = torch.nn.functional.embedding(x + offsets, ref_weight)
+    (ref * upstream).sum().backward()
+    assert torch.equal(got, ref)
+    assert torch.allclose(emb.weight.grad, ref_weight.grad, atol=1e-6)
+    assert emb.weight.grad[1].abs().sum() > 0 and emb.weight.grad[5].abs().sum() == 0  # row 5 was never looked up

@@ -101,8 +101,16 @@ class FieldEmbedding(nn.Module):
             self.weight[start:start + vocab].normal_(0.0, std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """int64[B, F] → float[B, F, dim]."""
-        return nn.functional.embedding(x + self.offsets, self.weight)
+        """int64[B, F] → float[B, F, dim].
+
+        On the CPU the gather is ``index_select``: the same rows, but its backward is one ``index_add_`` where
+        ``embedding``'s is a sort-based dense kernel, 1.6× slower for a 5k × 16 table and 6× for the 5k × 1
+        first-order weights at batch 256 (benchmarks/README.md, "Where a small model's step goes"). On CUDA
+        ``index_add_`` accumulates with atomics, so ``embedding`` (deterministic) stays."""
+        rows = x + self.offsets
+        if rows.device.type == "cpu":
+            return self.weight.index_select(0, rows.reshape(-1)).view(*rows.shape, self.dim)
+        return nn.functional.embedding(rows, self.weight)
 
     def table(self, name: str) -> torch.Tensor:
         """The embedding rows of one field: float[vocab_size, dim] (a view; index 0 = unknown)."""
