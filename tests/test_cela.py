@@ -33,9 +33,9 @@ def data():
     return synthetic_data(num_samples=400, seed=3)
 
 
-def _ctx(stages: Path, data, method: dict | None = None, seed: int = 0) -> RunContext:
+def _ctx(stages: Path, data, method: dict | None = None, seed: int = 0, plm: str = "random-bert") -> RunContext:
     spec = RunSpec("cela-test", ComponentRef(data.name), ComponentRef("cela", dict(method or {})),
-                   ComponentRef("dnn", {"embed_dim": 4, "hidden_units": [8]}), ComponentRef("random-bert"),
+                   ComponentRef("dnn", {"embed_dim": 4, "hidden_units": [8]}), ComponentRef(plm),
                    dict(TRAIN), seed)
     trainer = Trainer(TrainConfig.from_dict(spec.train), torch.device("cpu"), NullReporter(), run_name="t", seed=seed)
     return RunContext(spec, data, PLUGINS, trainer, torch.device("cpu"), trainer.reporter, stages)

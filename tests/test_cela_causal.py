@@ -3,28 +3,19 @@ padding, LoRA adapters as the only trained and stored weights, and the method en
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from test_cela import PLUGINS, QUICK
+from test_cela import _ctx as cela_ctx
 
-from ctrbench.context import RunContext
-from ctrbench.plugins import load_plugins
 from ctrbench.protocols import MethodNeeds
-from ctrbench.spec import ComponentRef, RunSpec
 from ctrbench.testing import check_method, synthetic_data
-from ctrbench.trainer import NullReporter, TrainConfig, Trainer
 from ctrbench_cela import dap
 from ctrbench_cela.config import CELAConfig
 from ctrbench_cela.encoder import CausalTextEncoder, wrap
 from ctrbench_cela.method import CELA
 from ctrbench_cela.plugin import cela
-
-PLUGINS = load_plugins()
-QUICK = {"dap_epochs": 1, "roma_epochs": 1, "max_length": 32, "dap_batch_size": 8, "roma_batch_size": 8,
-         "rounds": 1}
-TRAIN = {"epochs": 1, "batch_size": 64, "max_samples": 128}
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +30,8 @@ def _encoder(**cfg) -> CausalTextEncoder:
     return enc
 
 
-def _ctx(stages: Path, data, method: dict) -> RunContext:
-    spec = RunSpec("cela-causal", ComponentRef(data.name), ComponentRef("cela", dict(method)),
-                   ComponentRef("dnn", {"embed_dim": 4, "hidden_units": [8]}), ComponentRef("random-llama"),
-                   dict(TRAIN), 0)
-    trainer = Trainer(TrainConfig.from_dict(spec.train), torch.device("cpu"), NullReporter(), run_name="t", seed=0)
-    return RunContext(spec, data, PLUGINS, trainer, torch.device("cpu"), trainer.reporter, stages)
+def _ctx(stages, data, method: dict):
+    return cela_ctx(stages, data, method, plm="random-llama")
 
 
 def test_clm_loss_equals_next_token_cross_entropy_of_the_models_own_logits():
