@@ -67,7 +67,6 @@ class CELA:
 
     def __init__(self, config: CELAConfig) -> None:
         self.config = config
-        self._causal = False  # set by `build_plm` before any PLM stage key is made
 
     # -- keys ---------------------------------------------------------------------------------------------
     def _ctr_key(self, ctx: RunContext) -> dict[str, Any]:
@@ -77,7 +76,8 @@ class CELA:
 
     def _plm_key(self, ctx: RunContext) -> dict[str, Any]:
         key = {"data": ctx.data.fingerprint, "plm": [ctx.spec.plm.name, ctx.spec.plm.config], "seed": ctx.seed}
-        if self._causal:  # the adapters' shape and pooling; a masked LM's keys are unchanged
+        family = ctx.plugins.registry("plm").get(ctx.spec.plm.name).metadata.get("family")
+        if family == "causal_lm":  # the adapters' shape and pooling; a masked LM's keys are unchanged
             key["causal"] = self.config.causal_key()
         return key
 
@@ -97,9 +97,7 @@ class CELA:
 
     def build_plm(self, ctx: RunContext) -> Any:
         """The run's PLM as CELA trains it (`encoder.wrap`: a causal LM gets its LoRA adapters)."""
-        plm = encoder.wrap(ctx.build_plm(), self.config, ctx.seed)
-        self._causal = encoder.is_causal(plm)
-        return plm
+        return encoder.wrap(ctx.build_plm(), self.config, ctx.seed)
 
     def load_plm(self, ctx: RunContext, plm_stage: Stage | None) -> Any:
         plm = self.build_plm(ctx)
