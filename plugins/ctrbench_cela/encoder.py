@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ctrbench_cela.config import CAUSAL_POOLINGS, CELAConfig
+from ctrbench_cela.config import CELAConfig
+from ctrbench_plm.yes_no import masked_mean
 
 
 def is_causal(plm: Any) -> bool:
@@ -37,8 +38,6 @@ class CausalTextEncoder(nn.Module):
 
     def __init__(self, lm: Any, pooling: str = "mean") -> None:
         super().__init__()
-        if pooling not in CAUSAL_POOLINGS:
-            raise ValueError(f"cela: causal_pooling must be one of {CAUSAL_POOLINGS}, got {pooling!r}")
         self.lm = lm
         self.pooling = pooling
 
@@ -67,10 +66,7 @@ class CausalTextEncoder(nn.Module):
 
     def pooled(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """``[B, H]``: the mean over real tokens, or the last position (always real under left padding)."""
-        if self.pooling == "last":
-            return hidden[:, -1]
-        m = attention_mask.to(hidden.dtype).unsqueeze(-1)
-        return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+        return hidden[:, -1] if self.pooling == "last" else masked_mean(hidden, attention_mask)
 
     def lm_loss(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor | None:
         """CLM cross-entropy, mean over every prediction from a real token to the next real token (None: no text
