@@ -7,6 +7,7 @@ Two ways to get the Yes/No scores are timed in the same process on the same batc
 - ``reference``: what a straightforward implementation does — ``model(...).logits[:, -1, [no, yes]]``, the full
   vocabulary head on every position (``[B, L, H] @ [H, 49152]``) and its gradient.
 
+The ``ctrbench`` forward is also timed under bf16 autocast (``train.cpu_amp``), as float32 / bf16 ratios.
 Both include the adaptive temperature and label-matching loss of ``sllm4ctr`` (they are negligible). Reported:
 median seconds per training step (forward + backward + AdamW on the LoRA parameters) and per scored prompt, and the
 reference / ctrbench ratio. Batch and prompt length: ``CTRBENCH_BENCH_LLM_BATCH`` (8) x ``CTRBENCH_BENCH_LLM_TOKENS``
@@ -82,11 +83,24 @@ def test_lora_step_and_scoring(benchmark, bench):
         results[f"{name}_step_s"] = _median_seconds(lambda f=fwd: step(f), warmup, rounds)
         lm.eval()
         results[f"{name}_score_s_per_prompt"] = _median_seconds(lambda f=fwd: score(f), warmup, rounds) / BATCH
+    # train.cpu_amp: the same step and scoring under bf16 autocast (oneDNN bf16 matmuls where the CPU has them)
+    def bf16(fn):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fn()
+    lm.train()
+    results["ctrbench_bf16_step_s"] = _median_seconds(lambda: bf16(lambda: step(forwards["ctrbench"])),
+                                                      warmup, rounds)
+    lm.eval()
+    results["ctrbench_bf16_score_s_per_prompt"] = _median_seconds(
+        lambda: bf16(lambda: score(forwards["ctrbench"])), warmup, rounds) / BATCH
     lm.train()
     benchmark.pedantic(step, args=(forwards["ctrbench"],), rounds=rounds, warmup_rounds=0, iterations=1)
     results["step_ratio_reference_over_ctrbench"] = results["reference_step_s"] / results["ctrbench_step_s"]
     results["score_ratio_reference_over_ctrbench"] = (results["reference_score_s_per_prompt"]
                                                       / results["ctrbench_score_s_per_prompt"])
+    results["step_ratio_float32_over_bf16"] = results["ctrbench_step_s"] / results["ctrbench_bf16_step_s"]
+    results["score_ratio_float32_over_bf16"] = (results["ctrbench_score_s_per_prompt"]
+                                                / results["ctrbench_bf16_score_s_per_prompt"])
     benchmark.extra_info.update({"model": MODEL, "batch": BATCH, "tokens": TOKENS, "threads": torch.get_num_threads(),
                                  **{k: round(v, 4) for k, v in results.items()}})
     print("\n" + "  ".join(f"{k}={v:.4f}" for k, v in results.items()))

@@ -74,6 +74,8 @@ class RunContext:
         sharing the store (the workers of a multi-process executor) take a file lock per stage, so a stage
         many runs need is computed by the first of them while the others wait, then reused.
         """
+        if self.trainer is not None and self.device.type == "cpu" and self.trainer.engine.amp_dtype() is not None:
+            config = {**config, "cpu_amp": True}  # bf16 stages are other numbers; float32 keys stay as they were
         key = f"{name}-{content_hash(config)}"
         final = self.stage_root / key
         if (final / ".done").exists():

@@ -25,6 +25,10 @@ class TrainConfig:
     max_samples: int | None = None
     eval_max_samples: int | None = None
     amp: bool = True
+    # bf16 autocast on the CPU too: oneDNN's bf16 matmuls run 2.3x the float32 rate on CPUs with avx512_bf16 or
+    # AMX (a SmolLM2-135M LoRA step 1.6x faster, benchmarks/README.md) and slower on CPUs without; off by
+    # default because it changes a run's numerics, so a board must opt in and say so
+    cpu_amp: bool = False
     schedule: str = "constant"
     warmup: float = 0.0
     embedding_regularizer: float = 0.0

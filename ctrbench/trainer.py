@@ -76,7 +76,8 @@ class Trainer:
         self.reporter = reporter or NullReporter()
         self.run_name = run_name
         self.seed = seed
-        self.engine = Engine(device, amp=config.amp, reporter=self.reporter, run_name=run_name, seed=seed)
+        self.engine = Engine(device, amp=config.amp, reporter=self.reporter, run_name=run_name, seed=seed,
+                             cpu_amp=config.cpu_amp)
         self._cached: tuple[int, DeviceData] | None = None
 
     # -- data ---------------------------------------------------------------------------------------

@@ -136,22 +136,28 @@ class Engine:
     """Runs phases on one device for one run (its name goes into every error and progress line)."""
 
     def __init__(self, device: torch.device, amp: bool = True, reporter: Reporter | None = None,
-                 run_name: str = "run", seed: int = 0) -> None:
+                 run_name: str = "run", seed: int = 0, cpu_amp: bool = False) -> None:
         self.device = device
         self.amp = amp
+        self.cpu_amp = cpu_amp
         self.reporter = reporter or NullReporter()
         self.run_name = run_name
         self.seed = seed
 
     # -- mixed precision ----------------------------------------------------------------------------
     def amp_dtype(self) -> torch.dtype | None:
-        """bf16 where the GPU has it, else fp16 (with a grad scaler); None on CPU or with ``amp: false``."""
-        if not (self.amp and self.device.type == "cuda"):
+        """bf16 where the GPU has it, else fp16 (with a grad scaler); on the CPU bf16 only with ``cpu_amp``
+        (it changes the numerics a CPU board was made with); None with ``amp: false``."""
+        if not self.amp:
+            return None
+        if self.device.type == "cpu":
+            return torch.bfloat16 if self.cpu_amp else None
+        if self.device.type != "cuda":
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
     def autocast(self) -> torch.autocast:
-        """Mixed precision on CUDA, a no-op on CPU: for inference code of methods."""
+        """The training steps' mixed precision, for inference code of methods (a no-op where it is off)."""
         dtype = self.amp_dtype()
         return torch.autocast(self.device.type, dtype=dtype or torch.float16, enabled=dtype is not None)
 

@@ -43,9 +43,10 @@ STAGE = "llamarec-id-model"
 
 def id_trainer(ctx: RunContext, cfg: LlamaRecConfig) -> Trainer:
     """Stage 1's trainer: the ``id_*`` knobs over `TrainConfig`'s defaults (what the ID baselines run), the run's
-    ``train.amp`` and ``train.embedding_init``."""
+    ``train.amp``, ``train.cpu_amp`` and ``train.embedding_init``."""
     run = ctx.trainer.config
-    config = TrainConfig(**{**cfg.id_train(), "amp": run.amp, "embedding_init": run.embedding_init})
+    config = TrainConfig(**{**cfg.id_train(), "amp": run.amp, "cpu_amp": run.cpu_amp,
+                            "embedding_init": run.embedding_init})
     return Trainer(config, ctx.device, ctx.reporter, run_name=f"{ctx.trainer.run_name} (ID model)", seed=ctx.seed)
 
 
