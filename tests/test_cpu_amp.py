@@ -77,7 +77,7 @@ def test_cpu_amp_stages_are_keyed_apart(tiny_data, tmp_path):
     for cpu_amp in (False, True):
         trainer = Trainer(TrainConfig(cpu_amp=cpu_amp), CPU)
         ctx = RunContext(spec, tiny_data, load_plugins(), trainer, CPU, trainer.reporter, tmp_path)
-        folders[cpu_amp] = ctx.stage("probe", {"x": 1}, lambda d: (d / "out.txt").write_text(str(cpu_amp)))
+        folders[cpu_amp] = ctx.stage("probe", {"x": 1}, lambda d, flag=cpu_amp: (d / "out.txt").write_text(str(flag)))
     assert folders[False] != folders[True]
     assert (folders[False] / "out.txt").read_text() == "False" and (folders[True] / "out.txt").read_text() == "True"
     # float32 keys are what they were before the option existed: name + hash of the caller's config only
