@@ -54,6 +54,27 @@ def test_label_matching_loss_equals_numpy_eq4(terms, b, d, alpha):
     assert got == pytest.approx(_eq4_numpy(e, p, alpha, terms), rel=1e-4, abs=1e-4)
 
 
+@pytest.mark.parametrize("normalize", [False, True])
+def test_eq4_and_eq2_stay_float32_under_bf16_autocast(normalize):
+    """A training step runs under autocast (bf16 on CUDA, and on the CPU with train.cpu_amp): Eq. 4's Gram matrix
+    and Eq. 2's similarities must not drop to bf16 with it. Hidden states like a causal LM's last layer (large
+    norms, strongly correlated rows), batch 8, d 576."""
+    rng = np.random.default_rng(7)
+    e = 40.0 * (rng.normal(size=(1, 576)) + 0.3 * rng.normal(size=(8, 576)))
+    prompt = e + rng.normal(size=e.shape)
+    p = rng.uniform(0.05, 0.95, size=8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = label_matching_loss(torch.tensor(e, dtype=torch.float32), torch.tensor(p, dtype=torch.float32), 0.1,
+                                   normalize=normalize)
+        dist = temperature_distribution(torch.tensor(prompt, dtype=torch.float32), torch.tensor(e, dtype=torch.float32))
+    assert loss.dtype == torch.float32 and dist.dtype == torch.float32
+    assert loss.item() == pytest.approx(_eq4_numpy(e, p, 0.1, normalize=normalize), rel=1e-3, abs=1e-3)
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    sim = unit(e) @ unit(prompt).T
+    expected = np.exp(sim) / np.exp(sim).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(dist.numpy(), expected, rtol=1e-5)
+
+
 @pytest.mark.parametrize("terms", ["both", "compress", "expand"])
 @pytest.mark.parametrize("b,d,alpha", [(8, 16, 0.5), (16, 6, 1.0), (5, 32, 0.1)])
 def test_normalized_label_matching_loss_equals_numpy_eq4_on_unit_rows(terms, b, d, alpha):

@@ -10,11 +10,18 @@ import torch
 import torch.nn.functional as F
 
 
+def _float32(t: torch.Tensor) -> torch.autocast:
+    """Autocast off: under it, ``a @ b`` of float32 inputs runs in bf16/fp16 anyway, and a Gram matrix of raw hidden
+    states in bf16 makes ``logdet`` NaN (seen on the first step of a CPU bf16 run)."""
+    return torch.autocast(t.device.type, enabled=False)
+
+
 def temperature_distribution(prompt: torch.Tensor, click: torch.Tensor) -> torch.Tensor:
     """``P[i, j] = exp(s(e_c_j, e_L_i)) / sum_j' exp(s(e_c_j', e_L_i))``: for each click embedding, a softmax over
     the batch's prompt embeddings of their cosine similarity. Each row sums to 1 over the batch."""
-    sim = F.normalize(click.float(), dim=-1) @ F.normalize(prompt.float(), dim=-1).t()  # [i, j] = s(e_c_j, e_L_i)
-    return torch.softmax(sim, dim=1)
+    with _float32(click):
+        sim = F.normalize(click.float(), dim=-1) @ F.normalize(prompt.float(), dim=-1).t()  # [i, j] = s(e_c_j, e_L_i)
+        return torch.softmax(sim, dim=1)
 
 
 def adaptive_temperature(prompt: torch.Tensor, click: torch.Tensor, scale: str = "batch") -> torch.Tensor:
@@ -55,10 +62,13 @@ def label_matching_loss(click: torch.Tensor, p_yes: torch.Tensor, alpha: float =
     and with |B| <= d its log det(E E^T) parts cancel, see docs/methods/sllm4ctr.md).
     Computed in float32 whatever the autocast dtype: a log-determinant in bf16 is noise.
     """
-    e = click.float()
+    with _float32(click):
+        return _label_matching(click.float(), p_yes.float(), alpha, terms, normalize)
+
+
+def _label_matching(e: torch.Tensor, p: torch.Tensor, alpha: float, terms: str, normalize: bool) -> torch.Tensor:
     if normalize:
         e = F.normalize(e, dim=-1)
-    p = p_yes.float()
     b = e.shape[0]
     loss = e.new_zeros(())
     if terms in ("both", "compress"):
