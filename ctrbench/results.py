@@ -28,6 +28,18 @@ class Predictions:
     trainable_params: int = -1
 
 
+#: A method reports what each of its cached stages (pretraining, alignment, an ID model it reads) cost as a
+#: metric named ``<stage>_seconds`` in ``Predictions.extra`` (``align_seconds``, ``pretrain_seconds``…), and only
+#: its final training as ``train_seconds``; efficiency boards sum the former into a "Stages s" column, so a
+#: two-stage method is not shown as cheap as its backbone. A stage's cost is that of the run that computed it.
+STAGE_SECONDS_SUFFIX = "_seconds"
+
+
+def stage_seconds(metrics: dict[str, float]) -> float:
+    """The summed ``<stage>_seconds`` metrics of a run (0.0 for a single-stage method)."""
+    return float(sum(v for k, v in metrics.items() if k.endswith(STAGE_SECONDS_SUFFIX)))
+
+
 @dataclass(frozen=True)
 class RunResult:
     """The stored outcome of one run.

@@ -289,9 +289,22 @@ def test_headtail_layout_is_sllm4ctr_table_1(tmp_path: Path) -> None:
 def test_efficiency_layout(tmp_path: Path) -> None:
     suite = make_suite(analysis="efficiency", grid={"ctr": ["dnn", "good"]})
     board = render_leaderboard(suite, fill_store(tmp_path, suite))
-    assert header(board, "Model") == ["Model", "Params", "Infer ms/128", "Train s", "AUC"]
+    assert header(board, "Model") == ["Model", "Params", "Infer ms/128", "Train s", "Stages s", "Total s", "AUC"]
     assert row(board, "dnn (baseline)")[:2] == ["dnn (baseline)", "**12.3K**"]
-    assert row(board, "good")[1:] == ["2.50M", "**1.25**", "**11.0**", "**0.8200 ± 0.0200**\\*\\*"]
+    assert row(board, "good")[1:] == ["2.50M", "**1.25**", "11.0", "—", "**11.0**", "**0.8200 ± 0.0200**\\*\\*"]
+
+
+def test_efficiency_layout_counts_a_methods_cached_stages(tmp_path: Path) -> None:
+    """A two-stage method (here ``good`` with an alignment and a pretraining stage) is not shown as cheap as its
+    backbone: its stages' ``<stage>_seconds`` are summed into Stages s and Total s, and the bold total moves."""
+    suite = make_suite(analysis="efficiency", grid={"ctr": ["dnn", "good"]})
+    runs = fill_store(tmp_path, suite)
+    for r in runs:
+        if r.spec.labels["ctr"] == "good":  # seeds 1..3: train 10, 11, 12 s; stages 5 + 100 s each
+            r.result.metrics.update(align_seconds=100.0, pretrain_seconds=5.0)
+    board = render_leaderboard(suite, runs)
+    assert row(board, "good")[3:6] == ["11.0", "105", "116"]
+    assert row(board, "dnn (baseline)")[3:6] == ["11.0", "—", "**11.0**"]
 
 
 def test_different_test_rows_are_an_error(overall: tuple[Suite, list[StoredRun]]) -> None:

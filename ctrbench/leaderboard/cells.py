@@ -6,6 +6,7 @@ import math
 
 from ctrbench.leaderboard.board import Board, test_auc
 from ctrbench.leaderboard.formatting import DASH, best, bold, esc, mark_md, mean, mean_std, median, percent
+from ctrbench.results import stage_seconds
 from ctrbench.suite import ConfigKey
 
 # Shown instead of a Rel.Impr whose reference AUC is at or below 0.5 (no better than random).
@@ -58,3 +59,9 @@ def costs(board: Board, dataset: str, key: ConfigKey) -> tuple[float, float, flo
     train = mean([float(r.result.train_seconds) for r in runs]) if runs else math.nan
     infer = [float(r.result.infer_ms_per_batch) for r in runs if not math.isnan(r.result.infer_ms_per_batch)]
     return n_params, train, mean(infer), len(runs)
+
+
+def mean_stage_seconds(board: Board, dataset: str, key: ConfigKey) -> float:
+    """Mean over a cell's runs of their cached stages' seconds (`ctrbench.results.stage_seconds`)."""
+    runs = board.cell(dataset, key)
+    return mean([stage_seconds(r.result.metrics) for r in runs]) if runs else math.nan
