@@ -26,7 +26,7 @@ class TrainConfig:
     eval_max_samples: int | None = None
     amp: bool = True
     # bf16 autocast on the CPU too: oneDNN's bf16 matmuls run 2.3x the float32 rate on CPUs with avx512_bf16 or
-    # AMX (a SmolLM2-135M LoRA step 1.6x faster, benchmarks/README.md) and slower on CPUs without; off by
+    # AMX (a SmolLM2-135M LoRA step 1.9x faster, benchmarks/README.md) and slower on CPUs without; off by
     # default because it changes a run's numerics, so a board must opt in and say so
     cpu_amp: bool = False
     schedule: str = "constant"
