@@ -27,6 +27,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -88,8 +89,15 @@ def stop(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in procs:
         proc.terminate()
+    # the executor's manager thread reaps workers too: a join() that loses that race returns at once with the
+    # exit code still unset (waitpid gives ECHILD), so poll until the winner has recorded it
+    deadline = time.monotonic() + 5
     for proc in procs:
-        proc.join(5)
+        while proc.is_alive() and time.monotonic() < deadline:
+            proc.join(0.05)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(1)
 
 
 def run_in_pool(specs: Sequence[RunSpec], job: Any, store: Any, workers: int, name: str,
