@@ -11,6 +11,7 @@ own optimizer that persists across rounds.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ctrbench.engine.flat import FlatGroups
 from ctrbench.engine.monitor import ValidationAUC
 from ctrbench.engine.schedule import lr_factor, warmup_steps
 from ctrbench.engine.sources import Source
@@ -96,7 +98,8 @@ class Phase:
 
 @dataclass
 class PhaseReport:
-    """What a phase did; ``best_epoch`` is the epoch whose weights the model holds now."""
+    """What a phase did; ``best_epoch`` is the epoch whose weights the model holds now; ``flat``: whether its
+    optimizer stepped on contiguous parameters (engine/flat.py)."""
 
     name: str
     best_epoch: int
@@ -105,6 +108,7 @@ class PhaseReport:
     train_seconds: float
     steps: int
     history: list[dict[str, float]] = field(default_factory=list)
+    flat: bool = False
 
 
 class _Running:
@@ -118,7 +122,8 @@ class _Running:
         # throughput at batch 256 for embedding-heavy models (benchmarks/README.md, "Where the time goes")
         self.opt = torch.optim.AdamW(list(phase.params), lr=phase.lr, weight_decay=phase.weight_decay,
                                      fused=device.type in ("cpu", "cuda"))
-        self.trainable = [p for g in self.opt.param_groups for p in g["params"]]
+        self.flat: FlatGroups | None = None  # set after the first backward when every parameter got a gradient
+        self.flat_checked = False
         self.scaler = torch.amp.GradScaler("cuda", enabled=scaler_enabled)
         self.schedule = None
         if phase.schedule != "constant" or phase.warmup:
@@ -131,13 +136,19 @@ class _Running:
         self.done = False
         self.history: list[dict[str, float]] = []
 
+    def trainable(self) -> list[nn.Parameter]:
+        if self.flat is not None:
+            return self.flat.trainable()
+        return [p for g in self.opt.param_groups for p in g["params"]]
+
 
 class Engine:
     """Runs phases on one device for one run (its name goes into every error and progress line)."""
 
     def __init__(self, device: torch.device, amp: bool = True, reporter: Reporter | None = None,
-                 run_name: str = "run", seed: int = 0, cpu_amp: bool = False) -> None:
+                 run_name: str = "run", seed: int = 0, cpu_amp: bool = False, flat_params: bool = True) -> None:
         self.device = device
+        self.flat_params = flat_params
         self.amp = amp
         self.cpu_amp = cpu_amp
         self.reporter = reporter or NullReporter()
@@ -189,13 +200,23 @@ class Engine:
             best = phase.monitor.best_epoch if phase.monitor else state.epochs_run
             best_auc = phase.monitor.best_auc if phase.monitor else math.nan
             reports.append(PhaseReport(phase.name, best, state.epochs_run, best_auc, state.seconds, state.steps,
-                                       state.history))
+                                       state.history, flat=state.flat is not None))
         return reports
 
     def _epochs(self, state: _Running) -> None:
-        phase = state.phase
         t0 = time.perf_counter()
         dtype = self.amp_dtype()
+        if state.flat is not None:
+            state.flat.attach()
+        try:
+            self._epoch_loop(state, dtype)
+        finally:
+            if state.flat is not None:
+                state.flat.detach()  # parameters own their storage again between phases (engine/flat.py)
+        state.seconds += time.perf_counter() - t0
+
+    def _epoch_loop(self, state: _Running, dtype: torch.dtype | None) -> None:
+        phase = state.phase
         for _ in range(phase.epochs):
             state.epochs_run += 1
             epoch = state.epochs_run
@@ -205,7 +226,7 @@ class Engine:
             total, count = 0.0, 0
             try:
                 for step, batch in enumerate(phase.source.epoch(state.gen)):
-                    with torch.autocast(self.device.type, dtype=dtype or torch.float16, enabled=dtype is not None):
+                    with self._cast(dtype):
                         loss = phase.loss(batch)
                     if loss is None:
                         continue
@@ -232,15 +253,29 @@ class Engine:
             if stop:
                 state.done = True
                 break
-        state.seconds += time.perf_counter() - t0
+
+    def _cast(self, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
+        """The step's autocast; without mixed precision no context at all (a disabled autocast still costs
+        ~7 µs a step on this EPYC, ~1% of an FM's step)."""
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
 
     def _step(self, state: _Running, loss: torch.Tensor) -> None:
         opt, scaler = state.opt, state.scaler
-        opt.zero_grad(set_to_none=True)
+        if state.flat is not None:
+            state.flat.zero_grad()
+        else:
+            opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        if not state.flat_checked:
+            state.flat_checked = True
+            if self.flat_params and FlatGroups.applies(opt):
+                state.flat = FlatGroups(opt)
+                state.flat.attach()
         if state.phase.grad_clip:
             scaler.unscale_(opt)
-            nn.utils.clip_grad_norm_(state.trainable, state.phase.grad_clip)
+            nn.utils.clip_grad_norm_(state.trainable(), state.phase.grad_clip)
         scaler.step(opt)
         scaler.update()
         if state.schedule is not None:
