@@ -1,7 +1,8 @@
 """The one training engine: CTR fitting bit-identical to the loop it replaced, schedules, regularisers, phases.
 
 The reference loop below is the pre-engine `Trainer.fit` written out by hand (seeding, batch order, fused AdamW,
-clipping, validation AUC with patience and best-weight restore): a `ctr` run must give the same bytes for a seed.
+clipping, validation AUC with patience and best-weight restore): with separate parameter tensors a `ctr` run gives
+the same bytes for a seed; with the default contiguous ones (engine/flat.py), the same model to round-off.
 """
 
 from __future__ import annotations
@@ -78,11 +79,18 @@ def test_ctr_fit_is_bit_identical_to_the_reference_loop(tiny_data, cls):
     ref_model = cls(tiny_data.fields, embed_dim=8)
     torch.manual_seed(7)
     model = cls(tiny_data.fields, embed_dim=8)
+    torch.manual_seed(7)
+    flat_model = cls(tiny_data.fields, embed_dim=8)
     expected = reference_fit(ref_model, tiny_data, seed=7, **cfg)
     trainer = Trainer(TrainConfig(**cfg), torch.device("cpu"), seed=7)
+    trainer.engine.flat_params = False  # separate tensors, as the reference loop has them
     trainer.fit(model, tiny_data)
     got = trainer.predict(model, tiny_data, "test")
     assert got.dtype == expected.dtype and np.array_equal(got, expected)
+    # the default, contiguous parameters (engine/flat.py): the same model to round-off
+    flat_trainer = Trainer(TrainConfig(**cfg), torch.device("cpu"), seed=7)
+    assert flat_trainer.fit(flat_model, tiny_data).flat
+    np.testing.assert_allclose(flat_trainer.predict(flat_model, tiny_data, "test"), expected, rtol=0, atol=1e-5)
 
 
 def test_schedule_values_by_hand():
