@@ -196,7 +196,8 @@ class CtrbenchAdapter(Adapter):
         self.trainer = None
 
     def predict(self, split: str) -> np.ndarray:
-        return self.trainer.predict(self.model, self.data, split)
+        # scoring at EVAL_BATCH like the other two libraries' predict (validation inside fit uses the training batch)
+        return self.trainer.predict(self.model, self.data, split, batch_size=EVAL_BATCH)
 
 
 # -- DeepCTR-Torch ------------------------------------------------------------------------------------

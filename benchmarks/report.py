@@ -46,6 +46,7 @@ def load(path: Path) -> tuple[dict[str, Any], dict[Key, dict[str, dict[str, Any]
                 "auc_n": len(info.get("test_auc_seeds") or [1]), "params": info.get("params"),
                 "n_train": info["n_train"], "flops_per_sample": info.get("flops_per_sample"),
                 "matmul_flops_per_s": info.get("matmul_flops_per_s"),
+                "score_per_s": (info["n_test"] / info["score_seconds"]) if info.get("score_seconds") else None,
             }
         elif "anon_growth_mib" in info:
             memmap.append({**info, "median_s": stats["median"]})
@@ -115,6 +116,12 @@ def render(run: dict[str, Any], grid: dict[Key, dict[str, dict[str, Any]]], memm
             "| dataset | model | batch | ctrbench | DeepCTR-Torch | FuxiCTR | ÷ DeepCTR | ÷ FuxiCTR |",
             "| :--- | :--- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     out += _ratio_rows(grid, "peak_mib", ",.1f")
+    if any(r.get("score_per_s") for row in grid.values() for r in row.values()):
+        out += ["**Scoring** — test-split samples/s of each library's own `predict` on the trained model (batch "
+                "4096, best of 3; higher is better) and the ratio ctrbench / reference.", "",
+                "| dataset | model | batch | ctrbench | DeepCTR-Torch | FuxiCTR | ÷ DeepCTR | ÷ FuxiCTR |",
+                "| :--- | :--- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        out += _ratio_rows(grid, "score_per_s", ",.0f")
 
     n_seeds = max((r["auc_n"] for row in grid.values() for r in row.values()), default=1)
     seeds = (f"mean ± sd over {n_seeds} seeds" if n_seeds > 1 else

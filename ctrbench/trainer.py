@@ -155,13 +155,15 @@ class Trainer:
     # -- inference ----------------------------------------------------------------------------------
     @torch.no_grad()
     def predict(self, model: nn.Module, data: CTRData, split: str,
-                forward: Callable[[nn.Module, Batch], torch.Tensor] | None = None) -> np.ndarray:
-        """Click probabilities for a split, in the split's row order."""
+                forward: Callable[[nn.Module, Batch], torch.Tensor] | None = None,
+                batch_size: int | None = None) -> np.ndarray:
+        """Click probabilities for a split, in the split's row order (batches of ``train.eval_batch_size``
+        unless ``batch_size`` is given)."""
         model.eval()
         dd = self.device_data(data)
         rows = torch.from_numpy(np.array(data.splits[split], dtype=np.int64))
         outs = []
-        for batch in self.batches(dd, rows, self.config.eval_batch_size):
+        for batch in self.batches(dd, rows, batch_size or self.config.eval_batch_size):
             with self.autocast():
                 logit = forward(model, batch) if forward else model(batch)
             outs.append(torch.sigmoid(logit.float()).cpu())

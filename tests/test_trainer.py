@@ -87,3 +87,16 @@ def test_memmap_data_gives_the_same_predictions(tiny_data, tmp_path):
     mm = dataclasses.replace(tiny_data, X=X)
     fresh = Trainer(trainer.config, torch.device("cpu"))
     np.testing.assert_allclose(fresh.predict(model, mm, "test"), trainer.predict(model, tiny_data, "test"), atol=1e-7)
+
+
+def test_predict_batch_size_changes_batching_not_predictions(tiny_data):
+    """``predict(batch_size=)`` (the benchmarks score at 4096): the same probabilities in the split's order as
+    row-by-row scoring."""
+    torch.manual_seed(0)
+    model = DNN(tiny_data.fields, embed_dim=4, hidden_units=(8,))
+    trainer = Trainer(TrainConfig(epochs=1, batch_size=64, eval_batch_size=64), torch.device("cpu"), seed=0)
+    big = trainer.predict(model, tiny_data, "test", batch_size=4096)
+    one_by_one = trainer.predict(model, tiny_data, "test", batch_size=1)
+    assert big.shape == (len(tiny_data.splits["test"]),)
+    np.testing.assert_allclose(big, one_by_one, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(big, trainer.predict(model, tiny_data, "test"), rtol=1e-5, atol=1e-7)
