@@ -313,7 +313,8 @@ def check_data(data: CTRData) -> None:
 
     X is int64 within [0, vocab_size) per field; y is in {0, 1}; each split is non-empty, sorted, unique,
     within [0, N) and disjoint from the others; ``vocab[name]`` has ``vocab_size`` entries; sequences are
-    int64 [N, L] within their field's vocabulary. (``check_dataset(data)`` does the same.)
+    int64 [N, L] within their field's vocabulary; ``item_text`` has one string per item index, ``""`` at 0.
+    (``check_dataset(data)`` does the same.)
     """
     if not isinstance(data, CTRData):
         raise AssertionError(f"check_data: expected a CTRData, got {type(data).__name__}")
@@ -366,6 +367,16 @@ def check_data(data: CTRData) -> None:
             fail(f"vocab has an entry for '{name}', which is not a field")
         if len(words) != by_name[name].vocab_size:
             fail(f"vocab['{name}'] has {len(words)} entries, expected vocab_size {by_name[name].vocab_size}")
+
+    for name, texts in data.item_text.items():  # checked again: a plugin may set item_text after construction
+        if name in by_name or name == "history":
+            fail(f"item_text '{name}' shares its name with a field")
+        n_items = by_name[data.item_field].vocab_size if data.item_field in by_name else -1
+        if len(texts) != n_items:
+            fail(f"item_text '{name}' has {len(texts)} entries, expected one per index of '{data.item_field}' "
+                 f"({n_items})")
+        if not all(isinstance(t, str) for t in texts) or (texts and texts[0] != ""):
+            fail(f"item_text '{name}' must be strings, with \"\" for index 0 (the unknown item)")
 
     seq_fields = {f.name: f for f in data.sequence_fields}
     categorical = {f.name: f for f in data.fields}

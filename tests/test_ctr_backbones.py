@@ -302,6 +302,9 @@ def test_check_dataset_accepts_a_valid_dataset():
     (lambda d: d.vocab.__setitem__("item_id", ["a"]), r"vocab\['item_id'\] has 1 entries"),
     (lambda d: d.sequences["history"].__setitem__((0, 0), 9), r"sequences\['history'\] has values"),
     (lambda d: d.sequences.__setitem__("history", np.zeros((50,), np.int64)), r"expected \(50, L\)"),
+    (lambda d: setattr(d, "item_text", {"blurb": ["", "x"]}), r"item_text 'blurb' has 2 entries.*'item_id' \(5\)"),
+    (lambda d: setattr(d, "item_text", {"blurb": ["?", "a", "b", "c", "d"]}), "item_text 'blurb' must be strings"),
+    (lambda d: setattr(d, "item_text", {"history": [""] * 5}), "item_text 'history' shares its name"),
 ])
 def test_check_dataset_rejects_a_broken_invariant(mutate, message):
     data = _dataset()

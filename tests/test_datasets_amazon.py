@@ -145,17 +145,21 @@ def test_long_item_text_reads_the_description_and_the_category_path(tmp_path: Pa
     short = Amazon("Toys_and_Games", source=raw, kcore=2).load(tmp_path / "c")
     data = Amazon("Toys_and_Games", source=raw, kcore=2, item_text="long").load(tmp_path / "c")
     check_dataset(data)
-    assert [f.name for f in data.fields] == ["user_id", "item_id", "title", "brand", "category", "categories",
-                                             "description"]
+    # The texts are per item, not fields: ID models see exactly the inputs of `item_text: short`.
+    assert [f.name for f in data.fields] == ["user_id", "item_id", "title", "brand", "category"]
+    assert sorted(data.item_text) == ["categories", "description"] and short.item_text == {}
     assert dict(zip(data.vocab["item_id"], item_texts(data), strict=True)) == {"unknown": "", **LONG_TEXTS}
-    # One index per distinct description, not per word or per row: unknown, i6's and i1's.
-    assert sorted(data.vocab["description"]) == ["A 1000 piece jigsaw puzzle of the Alps, edge pieces < 3 cm",
-                                                 "Build the castle & its towers. Ages 6+", "unknown"]
-    # The rows, labels and the five short fields are those of `item_text: short`.
-    np.testing.assert_array_equal(data.X[:, :5], short.X)
+    description = dict(zip(data.vocab["item_id"], data.item_text["description"], strict=True))
+    assert description == {"unknown": "", "i6": "Build the castle & its towers. Ages 6+", "i2": "unknown",
+                           "i1": "A 1000 piece jigsaw puzzle of the Alps, edge pieces < 3 cm", "i8": "unknown",
+                           "i7": "unknown"}
+    np.testing.assert_array_equal(data.X, short.X)
     np.testing.assert_array_equal(data.y, short.y)
-    assert data.vocab["category"] == short.vocab["category"]
+    assert data.vocab == short.vocab
     assert data.fingerprint != short.fingerprint
+    # The cache round-trips the texts (a second load reads meta.json, not the raw files).
+    assert Amazon("Toys_and_Games", source=raw, kcore=2, item_text="long").load(tmp_path / "c").item_text == (
+        data.item_text)
     assert short.text.item == "" and item_texts(short)[short.vocab["item_id"].index("i6")] == (
         "title is Lego & Friends Castle. brand is LEGO. category is Building Sets.")
 
@@ -166,7 +170,7 @@ def test_description_is_cut_at_a_word_boundary(tmp_path: Path) -> None:
     texts = dict(zip(data.vocab["item_id"], item_texts(data), strict=True))
     assert texts["i1"].endswith("description is A 1000 piece jigsaw.")  # "A 1000 piece jigsaw puzzle"[:19]
     assert texts["i6"].endswith("description is Build the castle &.")  # [:19] ends inside "its": cut back
-    assert max(len(v) for v in data.vocab["description"]) <= 19
+    assert max(len(v) for v in data.item_text["description"]) <= 19
 
 
 @pytest.mark.parametrize(("value", "limit", "expected"), [

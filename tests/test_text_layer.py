@@ -119,6 +119,39 @@ def test_item_texts_default_and_dataset_template():
         item_texts(data, template="{title} for {age}")
 
 
+PLOTS = ["", "Toys come alive", "A heist in LA", "unknown"]  # per item index; item 3 has none
+
+
+def test_item_text_columns_render_by_name_and_stay_out_of_the_fields():
+    data = replace(_data(), item_text={"plot": PLOTS})
+    assert item_side_fields(data) == ["title", "genres"]  # not a field: no ID model embeds it
+    assert item_texts(data)[1:] == ["title is Toy Story. genres is Animation. plot is Toys come alive.",
+                                    "title is Heat. genres is Action Crime. plot is A heist in LA.",
+                                    "title is Up. genres is Animation. plot is unknown."]
+    assert item_texts(data, template="{title}: {plot}")[2] == "Heat: A heist in LA"
+    # Per row through the row's item, in explicit fields and in row templates, with the dataset's label.
+    rows = [5, 1, 3]  # items 1, 2, 3
+    assert row_texts(data, rows, fields=["title", "plot"]) == [
+        "title is Toy Story. plot is Toys come alive.", "title is Heat. plot is A heist in LA.",
+        "title is Up. plot is unknown."]
+    assert row_texts(data, rows, template="{user_id} / {plot}") == ["u2 / Toys come alive", "u2 / A heist in LA",
+                                                                   "u3 / unknown"]
+    labelled = replace(data, fingerprint="fp-text-2", text=TextSpec(labels={"plot": "synopsis"}))
+    assert row_texts(labelled, [5], fields=["plot"]) == ["synopsis is Toys come alive."]
+    assert row_texts(data, [0]) == row_texts(_data(), [0])  # default rows: the fields only
+    with pytest.raises(DataError, match=r"no field\(s\) \['blurb'\].*item texts: plot"):
+        row_texts(data, [0], template="{blurb}")
+    with pytest.raises(DataError, match=r"\['plot'\] not constant per user"):
+        user_texts(data, template="{age} {plot}")
+
+
+def test_item_text_must_have_one_entry_per_item_and_its_own_name():
+    with pytest.raises(ValueError, match="item_text 'plot' has 2 entries, expected one per index of 'item_id' \\(4\\)"):
+        replace(_data(), item_text={"plot": ["", "x"]})
+    with pytest.raises(ValueError, match=r"item_text \['title'\] share a name with a field"):
+        replace(_data(), item_text={"title": PLOTS})
+
+
 def test_user_texts_per_user_and_per_row_with_history_before_the_row():
     data = _data()
     assert user_texts(data) == ["", "age is 25. gender is M.", "age is 40. gender is F.", "age is 33. gender is F."]

@@ -222,6 +222,7 @@ def _save(work: Path, data: CTRData, key: dict[str, Any], digest: str) -> None:
         "sequence_fields": [_field_json(f) for f in data.sequence_fields],
         "sequences": sorted(data.sequences),
         "vocab": data.vocab,
+        "item_text": data.item_text,
         "user_field": data.user_field,
         "item_field": data.item_field,
         "description": data.description,
@@ -269,4 +270,5 @@ def _load(path: Path, digest: str) -> CTRData:
         item_field=meta["item_field"],
         fingerprint=digest,
         description=meta["description"],
+        item_text={k: list(v) for k, v in meta.get("item_text", {}).items()},
     )

@@ -171,13 +171,15 @@ def encode_fields(table: pd.DataFrame,
 
 def assemble(name: str, table: pd.DataFrame, specs: Sequence[FieldSpec], *, y: np.ndarray, ts: np.ndarray,
              splits: dict[str, np.ndarray], history_length: int = 0, history_text: str = "recently liked items",
-             user_field: str = "user_id", item_field: str = "item_id", description: str = "") -> CTRData:
+             user_field: str = "user_id", item_field: str = "item_id", description: str = "",
+             item_text: Sequence[str] = ()) -> CTRData:
     """A canonical table, in final row order, into ``CTRData``.
 
     ``table`` has one string column per field in ``specs`` (missing values "" or NaN); ``y``, ``ts`` and
     ``splits`` are in the same row order. With ``history_length`` L > 0, ``sequences["history"]`` holds each
     sample's user's earlier liked items (label 1, strictly earlier ``ts``), most recent first, in
-    ``item_field`` indices (``ctrbench.data.history``).
+    ``item_field`` indices (``ctrbench.data.history``). ``item_text``: columns that become per-item texts
+    (``CTRData.item_text``, the value on each item's first row), not fields.
     """
     fields, X, vocab = encode_fields(table, specs)
     names = [f.name for f in fields]
@@ -194,7 +196,23 @@ def assemble(name: str, table: pd.DataFrame, specs: Sequence[FieldSpec], *, y: n
         sequence_fields.append(Field("history", "sequence", len(vocab[item_field]), history_text, shares=item_field))
     return CTRData(name=name, fields=fields, X=X, y=y, ts=ts, user=u, item=i, splits=splits, vocab=vocab,
                    sequences=sequences, sequence_fields=sequence_fields, user_field=user_field,
-                   item_field=item_field, description=description)
+                   item_field=item_field, description=description,
+                   item_text=per_item_texts(table, item_text, i, len(vocab[item_field])))
+
+
+def per_item_texts(table: pd.DataFrame, columns: Sequence[str], item: np.ndarray, n_items: int) -> dict[str, list[str]]:
+    """``{column: text of each item index}`` from each item's first row (index 0 and absent items: ""; an empty
+    value reads `UNKNOWN`, as a field's missing value does)."""
+    present, first = np.unique(item, return_index=True)
+    out = {}
+    for name in columns:
+        values = table[name].iloc[first].fillna("").astype(str).to_numpy(dtype=object)
+        texts = [""] * n_items
+        for index, value in zip(present, values, strict=True):
+            if index != 0:
+                texts[int(index)] = value or UNKNOWN
+        out[name] = texts
+    return out
 
 
 def latest_core(rows: pd.DataFrame, k: int, what: str) -> pd.DataFrame:
@@ -207,11 +225,11 @@ def latest_core(rows: pd.DataFrame, k: int, what: str) -> pd.DataFrame:
 
 def temporal_ctr_data(name: str, table: pd.DataFrame, specs: Sequence[FieldSpec], *, positive_min_rating: float,
                       split: Sequence[float], history_length: int = 0, history_text: str = "recently liked items",
-                      description: str = "") -> CTRData:
+                      description: str = "", item_text: Sequence[str] = ()) -> CTRData:
     """A table with ``rating`` and ``timestamp`` columns → label = rating >= threshold, rows sorted by time
     (stably), global temporal split, ``assemble``."""
     table = table.iloc[temporal_order(table["timestamp"].to_numpy())].reset_index(drop=True)
     y = (table["rating"].to_numpy() >= positive_min_rating).astype(np.float32)
     return assemble(name, table, specs, y=y, ts=table["timestamp"].to_numpy(np.int64),
                     splits=temporal_splits(len(table), split), history_length=history_length,
-                    history_text=history_text, description=description)
+                    history_text=history_text, description=description, item_text=item_text)

@@ -71,6 +71,11 @@ class CTRData:
     ``user``/``item`` are the raw-id indices used for long-tail buckets. ``splits`` maps train/valid/test
     to sorted row-index arrays. Arrays may be ``np.memmap`` for sets larger than memory. ``text``: the dataset's
     own text templates and labels (`TextSpec`; empty = the defaults of ``ctrbench.text``).
+
+    ``item_text[name][i]`` is a text of item index ``i`` that is *not* a model input (a product description):
+    one entry per index of ``item_field`` (index 0, unknown, is ``""``). Kept apart from ``X`` because a
+    field with one value per item would hand every ID model a second item id; the text layer reads it by name
+    like an item-side field (templates' ``{name}``, `ctrbench.text.item_texts`).
     """
 
     name: str
@@ -89,6 +94,7 @@ class CTRData:
     fingerprint: str = ""
     description: str = ""
     text: TextSpec = field(default_factory=TextSpec)
+    item_text: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.y)
@@ -100,6 +106,19 @@ class CTRData:
         missing = [s for s in SPLITS if s not in self.splits]
         if missing:
             raise ValueError(f"dataset '{self.name}': splits missing {missing}")
+        if self.item_text:
+            self._check_item_text()
+
+    def _check_item_text(self) -> None:
+        names = {f.name for f in self.fields} | {f.name for f in self.sequence_fields} | {"history"}
+        clash = sorted(set(self.item_text) & names)
+        if clash:
+            raise ValueError(f"dataset '{self.name}': item_text {clash} share a name with a field")
+        n_items = self.fields[self.field_index(self.item_field)].vocab_size
+        for name, texts in self.item_text.items():
+            if len(texts) != n_items:
+                raise ValueError(f"dataset '{self.name}': item_text '{name}' has {len(texts)} entries, expected one "
+                                 f"per index of '{self.item_field}' ({n_items})")
 
     @property
     def num_samples(self) -> int:

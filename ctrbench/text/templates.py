@@ -64,7 +64,7 @@ def _lookup(data: CTRData, name: str) -> tuple[int, Field]:
     for j, f in enumerate(data.fields):
         if f.name == name:
             return j, f
-    known = [f.name for f in data.fields] + [f.name for f in data.sequence_fields]
+    known = [f.name for f in data.fields] + [f.name for f in data.sequence_fields] + list(data.item_text)
     raise DataError(f"dataset '{data.name}' has no field '{name}' to render; fields: {', '.join(known)}")
 
 
@@ -97,6 +97,22 @@ def _sequence_column(data: CTRData, name: str, rows: np.ndarray) -> list[str]:
     return out
 
 
+def item_text_label(data: CTRData, name: str) -> str:
+    """The label of item text ``name`` in texts: the dataset's ``text.labels`` entry, else the name, spaced."""
+    return data.text.labels.get(name) or name.replace("_", " ")
+
+
+def _item_text_values(data: CTRData, name: str, rows: np.ndarray) -> list[str]:
+    texts = data.item_text[name]
+    items = np.asarray(data.X[rows, data.field_index(data.item_field)], dtype=np.int64)
+    return [texts[i] if 0 <= i < len(texts) else "" for i in items]
+
+
+def _item_text_column(data: CTRData, name: str, rows: np.ndarray) -> list[str]:
+    lab = item_text_label(data, name)
+    return [f"{lab} is {value}." for value in _item_text_values(data, name, rows)]
+
+
 def _default_fields(data: CTRData) -> list[str]:
     return [f.name for f in data.fields if f.kind == "categorical"]
 
@@ -120,6 +136,9 @@ def render_rows(data: CTRData, rows: Iterable[int] | np.ndarray, fields: Sequenc
     for name in names:
         if name in seq_names and name in data.sequences:
             columns.append(_sequence_column(data, name, rows))
+            continue
+        if name in data.item_text:
+            columns.append(_item_text_column(data, name, rows))
             continue
         j, f = _lookup(data, name)
         idx = np.asarray(data.X[rows, j])
@@ -236,12 +255,14 @@ class RowTemplate:
         self.empty_history = empty_history
         fields = {f.name: j for j, f in enumerate(data.fields)}
         names = placeholders(template)
-        unknown = [n for n in names if n not in fields and n != HISTORY]
+        unknown = [n for n in names if n not in fields and n not in data.item_text and n != HISTORY]
         if unknown:
+            texts = f", item texts: {', '.join(data.item_text)}" if data.item_text else ""
             raise DataError(f"{what}: dataset '{data.name}' has no field(s) {unknown}; "
-                            f"fields: {', '.join(fields)} (and '{HISTORY}')")
+                            f"fields: {', '.join(fields)}{texts} (and '{HISTORY}')")
         self.fields = list(dict.fromkeys(n for n in names if n in fields))
         self._columns = {n: fields[n] for n in self.fields}
+        self._item_texts = list(dict.fromkeys(n for n in names if n in data.item_text and n not in fields))
         self._item_names = item_names(data) if HISTORY in names else None
 
     def _value(self, name: str, index: int) -> str:
@@ -259,9 +280,11 @@ class RowTemplate:
         rows = _as_rows(self.data, rows)
         cols = {name: np.asarray(self.data.X[rows, j]) for name, j in self._columns.items()}
         history = self._history(rows) if self._item_names is not None else None
+        texts = {name: _item_text_values(self.data, name, rows) for name in self._item_texts}
         out = []
         for k in range(len(rows)):
             values = {name: self._value(name, int(col[k])) for name, col in cols.items()}
+            values.update((name, column[k]) for name, column in texts.items())
             if history is not None:
                 values[HISTORY] = history[k]
             out.append(self.template.format(**values))
@@ -320,20 +343,21 @@ def row_texts(data: CTRData, rows: Iterable[int] | np.ndarray, *, fields: Sequen
 def item_texts(data: CTRData, fields: Sequence[str] | None = None, *, template: str | None = None) -> list[str]:
     """Text of every item, indexed by the item field's index (index 0, unknown, is ``""``).
 
-    ``template`` (else the dataset's ``text.item`` when ``fields`` is not given) may name item-side fields and the
-    item field; without one, the "label is value." phrases of ``fields``, by default ``item_side_fields(data)``:
-    the item id carries no meaning for a language model, its title and genres do. Items are rendered from their
-    first row; item-side fields are constant per item, so any row gives the same text.
+    ``template`` (else the dataset's ``text.item`` when ``fields`` is not given) may name item-side fields, the
+    item field and the dataset's ``item_text`` columns; without one, the "label is value." phrases of ``fields``,
+    by default ``item_side_fields(data)`` then the ``item_text`` columns: the item id carries no meaning for a
+    language model, its title, genres and description do. Items are rendered from their first row; item-side
+    fields are constant per item, so any row gives the same text.
     """
     if fields is not None and template is not None:
         raise ValueError("item_texts: pass fields or template, not both")
     template = template if template is not None else (data.text.item if fields is None else "")
     if template:
-        _check_side(data, template, [data.item_field, *item_side_fields(data)], "item template")
+        _check_side(data, template, [data.item_field, *item_side_fields(data), *data.item_text], "item template")
         render = RowTemplate(data, template, what="item template")
         return _cached((data.fingerprint, "item-template", template), data, lambda: _per_key(data, data.item_field,
                                                                                              render))
-    names = tuple(fields) if fields is not None else tuple(item_side_fields(data))
+    names = tuple(fields) if fields is not None else (*item_side_fields(data), *data.item_text)
     return _cached((data.fingerprint, "item", names, _labels_key(data)), data,
                    lambda: _per_key(data, data.item_field, lambda r: render_rows(data, r, names) if names
                                     else [""] * len(r)))

@@ -30,10 +30,10 @@ model on: ``categories``, the whole path ("Toys & Games > Puzzles > Jigsaw Puzzl
 metadata's description (a list of paragraphs in 2018, a string in 2014) with HTML tags removed, entities
 decoded, whitespace collapsed and cut to ``description_length`` characters at a word boundary; and an item
 template, so ``ctrbench.text.item_texts`` reads "title is …. brand is …. categories is …. description is ….".
-CTRData holds only categorical fields, so these two are fields too (one index per distinct value, at most one
-per item): ID models embed them like any field, which is why they are opt-in.
+Both are per-item texts (``CTRData.item_text``), not fields: ID models never see them (a description is
+nearly one value per item, a second item id), the text layer reads them by name.
 
-Fields: user id, item id, title, brand, category (+ categories, description with ``item_text: long``). User
+Fields: user id, item id, title, brand, category (item texts categories, description with ``item_text: long``). User
 history (``history_length`` L > 0, default 20 as in CELA): the user's earlier positives, most recent first
 (liked items with ``rating`` labels, reviewed items with ``review`` labels; sampled negatives never enter it).
 """
@@ -64,13 +64,15 @@ from ctrbench.data.types import CTRData, TextSpec
 from ctrbench.errors import DataError
 from ctrbench_datasets.base import AUTO, RawDataset
 
-PREPROCESS_VERSION = 2  # 2: `labels: review` (sampled negatives), `item_text: long` (category path, description)
+# 2: `labels: review` (sampled negatives), `item_text: long` (category path, description);
+# 3: those two as CTRData.item_text, no longer fields.
+PREPROCESS_VERSION = 3
 SITE = "https://nijianmo.github.io/amazon/index.html"
 SHORT_NAMES = {"Toys_and_Games": "amazon-toys", "Sports_and_Outdoors": "amazon-sports"}
 FIELDS = (("user_id", "user id"), ("item_id", "item id"), ("title", "title"), ("brand", "brand"),
           ("category", "category"))
-# Last, so a tokenizer that truncates a row text cuts the description, not the ids and short fields.
-LONG_FIELDS = (("categories", "categories"), ("description", "description"))
+# Per-item texts of `item_text: long` (CTRData.item_text), not model inputs.
+LONG_TEXTS = ("categories", "description")
 # The item text of `item_text: long`: the path replaces its own last entry (`category`), the description ends it.
 LONG_ITEM_TEXT = "title is {title}. brand is {brand}. categories is {categories}. description is {description}."
 REVIEWS = ("5core", "full")
@@ -147,19 +149,19 @@ class Amazon(RawDataset):
         long = self.item_text == "long"
         meta = read_meta(files[self.meta_file], set(reviews["item_id"]), f"{self.name}: {self.meta_file}",
                          description_length=self.description_length if long else 0)
-        specs = FIELDS + LONG_FIELDS if long else FIELDS
+        texts = LONG_TEXTS if long else ()
         where = f"Amazon 2018 {self.category} ({self.reviews_file}, {self.kcore}-core"
         if self.labels == "rating":
-            return temporal_ctr_data(self.name, join_side(reviews, meta, "item_id", self.name), specs,
+            return temporal_ctr_data(self.name, join_side(reviews, meta, "item_id", self.name), FIELDS,
                                      positive_min_rating=self.positive_min_rating, split=self.split,
-                                     history_length=self.history_length,
+                                     history_length=self.history_length, item_text=texts,
                                      description=f"{where}) from {files[self.reviews_file].parent}")
         table = with_sampled_negatives(reviews, np.random.default_rng(self.seed), self.name)
         table = join_side(table, meta, "item_id", self.name)
         table = table.iloc[temporal_order(table["timestamp"].to_numpy())].reset_index(drop=True)
-        return assemble(self.name, table, specs, y=table["label"].to_numpy(np.float32),
+        return assemble(self.name, table, FIELDS, y=table["label"].to_numpy(np.float32),
                         ts=table["timestamp"].to_numpy(np.int64), splits=temporal_splits(len(table), self.split),
-                        history_length=self.history_length, history_text="recently reviewed items",
+                        history_length=self.history_length, history_text="recently reviewed items", item_text=texts,
                         description=f"{where}, every review positive, 1:1 sampled negatives, seed {self.seed}) "
                                     f"from {files[self.reviews_file].parent}")
 
