@@ -29,10 +29,12 @@ def parameter_counts(model: nn.Module) -> tuple[int, int]:
 
 
 def time_per_batch(call: Callable[[], object], device: torch.device, repeats: int = 20,
-                   budget_seconds: float = 10.0) -> float:
+                   budget_seconds: float = 10.0, warm: bool = False) -> float:
     """Median milliseconds of ``call()`` after one warm-up call; repeats stop early once ``budget_seconds`` of
-    timed calls have passed (at least one timed call)."""
-    call()  # warm-up: lazy initialisation, allocator, kernel selection
+    timed calls have passed (at least one timed call). ``warm``: the caller has just run the same inference (an
+    LLM that scored the test split), so the warm-up call, which costs it a minute on a CPU, is skipped."""
+    if not warm:
+        call()  # warm-up: lazy initialisation, allocator, kernel selection
     times: list[float] = []
     spent = 0.0
     while len(times) < repeats and (not times or spent < budget_seconds):

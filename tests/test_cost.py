@@ -46,3 +46,6 @@ def test_slow_calls_stop_at_the_budget_but_are_timed_at_least_once():
     calls.clear()
     time_per_batch(slow, torch.device("cpu"), repeats=20, budget_seconds=0.0)
     assert len(calls) == 2  # warm-up plus one timed call
+    calls.clear()
+    time_per_batch(slow, torch.device("cpu"), repeats=20, budget_seconds=0.0, warm=True)
+    assert len(calls) == 1  # the caller has just run this inference: no warm-up call

@@ -53,7 +53,7 @@ def _timed_once(monkeypatch) -> None:
     """Inference timing (20 repeats of 128 prompts) is not under test here: one call, so runs stay short."""
     from ctrbench_lmbaselines import common
 
-    monkeypatch.setattr(common, "time_per_batch", lambda call, device: (call(), 1.0)[1])
+    monkeypatch.setattr(common, "time_per_batch", lambda call, device, **_: (call(), 1.0)[1])
 
 
 def _movielens_rows() -> CTRData:

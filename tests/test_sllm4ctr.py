@@ -462,6 +462,31 @@ def test_sllm4ctr_without_temperature_and_beta_zero_is_tallrec_bit_for_bit(tiny_
         assert not np.allclose(base.test[scored], other.test[scored])  # the objective changes the model
 
 
+def test_validation_predictions_of_the_best_epoch_are_reused_not_rescored(tiny_data, tmp_path, monkeypatch):
+    """The monitor's predictions at the best epoch are what scoring the restored model gives, bit for bit, so
+    `_train` hands them back instead of scoring the validation split again. The monitor is made to prefer epoch 1
+    of 3, so handing back the last epoch's predictions (or the wrong element) would fail."""
+    from ctrbench.engine import monitor as monitor_module
+
+    falling = iter([0.9, 0.8, 0.7])
+    monkeypatch.setattr(monitor_module, "auc_score", lambda y, p: next(falling))
+    method = sllm4ctr(**SMALL)
+    ctx = _ctx(tiny_data, tmp_path, "sllm4ctr", max_samples=16, eval_max_samples=12, batch_size=8, lr=5e-2,
+               epochs=3, patience=5)
+    lm, _ = method._model(ctx)
+    prompts = PromptBuilder(tiny_data, SMALL["template"])
+    scored = []
+    predict = method._predict
+    monkeypatch.setattr(method, "_predict", lambda *a: scored.append(predict(*a)) or scored[-1])
+    report, (valid, plain) = method._train(ctx, lm, prompts)
+    assert (report.best_epoch, report.epochs_run, len(scored)) == (1, 3, 3)  # one validation per epoch, no more
+    again, again_plain = predict(ctx, lm, prompts, "valid")
+    np.testing.assert_array_equal(valid, again)
+    np.testing.assert_array_equal(plain, again_plain)
+    assert np.isfinite(valid).sum() == 12
+    assert not np.allclose(scored[2][0][np.isfinite(valid)], valid[np.isfinite(valid)])  # epoch 3 differs
+
+
 @pytest.mark.parametrize("plm", ["random-llama", "random-t5"])
 def test_tallrec_as_published_runs_on_either_family(tiny_data, tmp_path, plm):
     """TallRec's defaults end to end: the Alpaca prompt of the last 10 interactions (here of the tiny data, whose

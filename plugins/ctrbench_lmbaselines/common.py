@@ -84,13 +84,12 @@ class PromptedYesNoLLM(YesNoLLM):
         torch.manual_seed(ctx.seed)
         lm, trainable = self._model(ctx)
         log.info("prompt of the first training row: %s", prompts(np.asarray(ctx.data.splits["train"][:1]))[0])
-        report = self._train(ctx, lm, prompts)
+        report, (valid, _) = self._train(ctx, lm, prompts)
         t = time.perf_counter()
         test, _ = self._predict(ctx, lm, prompts, "test")
         infer = time.perf_counter() - t
-        valid, _ = self._predict(ctx, lm, prompts, "valid")
         test_rows = np.asarray(ctx.data.splits["test"])[:INFER_ROWS]
-        infer_ms = time_per_batch(lambda: self._score(ctx, lm, prompts, test_rows), ctx.device)
+        infer_ms = time_per_batch(lambda: self._score(ctx, lm, prompts, test_rows), ctx.device, warm=True)
         total, trained = parameter_counts(lm)
         extra = {"trainable_params": float(trainable), "train_steps": float(report.steps),
                  "seconds_per_step": report.train_seconds / max(report.steps, 1),

@@ -136,13 +136,12 @@ class YesNoLLM:
         lm, trainable = self._model(ctx)
         prompts = PromptBuilder(ctx.data, cfg.template, cfg.history_items)
         log.info("prompt of the first training row: %s", prompts([int(ctx.data.splits["train"][0])])[0])
-        report = self._train(ctx, lm, prompts)
+        report, (valid, valid_plain) = self._train(ctx, lm, prompts)
         t = time.perf_counter()
         test, test_plain = self._predict(ctx, lm, prompts, "test")
         infer = time.perf_counter() - t
-        valid, valid_plain = self._predict(ctx, lm, prompts, "valid")
         test_rows = np.asarray(ctx.data.splits["test"])[:INFER_ROWS]
-        infer_ms = time_per_batch(lambda: self._score(ctx, lm, prompts, test_rows), ctx.device)
+        infer_ms = time_per_batch(lambda: self._score(ctx, lm, prompts, test_rows), ctx.device, warm=True)
         total, trained = parameter_counts(lm)
         extra = {"trainable_params": float(trainable), "train_steps": float(report.steps),
                  "seconds_per_step": report.train_seconds / max(report.steps, 1),
@@ -155,7 +154,13 @@ class YesNoLLM:
             epochs=report.epochs_run, extra=extra,
         )
 
-    def _train(self, ctx: RunContext, lm: Any, prompts: PromptBuilder) -> PhaseReport:
+    def _train(self, ctx: RunContext, lm: Any, prompts: PromptBuilder) -> tuple[PhaseReport, tuple[np.ndarray,
+                                                                                                  np.ndarray]]:
+        """The finetuning phase, and the validation ``(p_yes, p_yes without T)`` of the restored best epoch.
+
+        Those are the predictions the monitor scored at that epoch (one validation per epoch, in order), reused:
+        the restored weights are that epoch's, and scoring is deterministic, so scoring the split again (a few
+        minutes for an LLM on a CPU) would give the same numbers (tests/test_sllm4ctr.py checks it)."""
         cfg, trainer = self.config, ctx.trainer
         labels = torch.from_numpy(np.asarray(ctx.data.y, dtype=np.float32))
 
@@ -163,13 +168,22 @@ class YesNoLLM:
             ids, mask = lm.tokenize(prompts(rows.numpy()), cfg.max_length)
             return batch_loss(cfg, lm, ids, mask, labels[rows].to(ctx.device))
 
+        per_epoch: list[tuple[np.ndarray, np.ndarray]] = []
+
+        def validate() -> np.ndarray:
+            per_epoch.append(self._predict(ctx, lm, prompts, "valid"))
+            return per_epoch[-1][0]
+
         rows = trainer.train_rows(ctx.data)
-        monitor = trainer.valid_monitor(lm, ctx.data, lambda: self._predict(ctx, lm, prompts, "valid")[0],
-                                        trainable_only=True, positions=trainer.eval_positions(ctx.data, "valid"))
+        monitor = trainer.valid_monitor(lm, ctx.data, validate, trainable_only=True,
+                                        positions=trainer.eval_positions(ctx.data, "valid"))
         phase = trainer.phase(f"{ctx.spec.method.name} finetune ({len(rows)} prompts)",
                               IndexSource(rows, trainer.config.batch_size), loss, lm.trainable_parameters(),
                               model=lm, monitor=monitor)
-        return trainer.engine.run(phase)
+        report = trainer.engine.run(phase)
+        if len(per_epoch) == report.epochs_run and 1 <= report.best_epoch <= len(per_epoch):
+            return report, per_epoch[report.best_epoch - 1]
+        return report, self._predict(ctx, lm, prompts, "valid")
 
     @torch.no_grad()
     def _score(self, ctx: RunContext, lm: Any, prompts: PromptBuilder,
