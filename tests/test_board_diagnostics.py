@@ -43,8 +43,12 @@ def test_per_run_details_list_the_three_losses_of_measured_runs():
                                                        "pamlm_none_id": 4.2626, "pamlm_id_gap": 0.0007},
                                        label="dcnv2 · shipped", seed=3),
                                    run("clickprompt", {}, label="unmeasured")))
-    assert "| dcnv2 · shipped | 3 | 4.1942 | 4.1949 | 4.2626 | 0.0007 |" in lines
+    assert "| dcnv2 · shipped | 3 | 4.1942 | 4.1949 | 4.2626 | 0.0007 | — |" in lines  # staged before q was counted
     assert not any("unmeasured" in line for line in lines)
+    lines = diagnostic_lines(board(run("clickprompt", {"pamlm_true_id": 4.1, "pamlm_shuffled_id": 4.3,
+                                                       "pamlm_none_id": 4.2, "pamlm_id_gap": 0.2,
+                                                       "pamlm_q_constant_fraction": 0.5825}, label="dnn", seed=2)))
+    assert "| dnn | 2 | 4.1000 | 4.3000 | 4.2000 | 0.2000 | 58% |" in lines
 
 
 def test_cela_line_reports_retrieval_before_and_after_against_chance():

@@ -245,6 +245,33 @@ def test_diagnostic_scores_the_same_positions_and_shuffling_changes_only_prompts
     assert same.none == pytest.approx(d1.none, abs=1e-6)  # no prompts: independent of the generator
 
 
+def test_diagnostic_counts_the_dead_dimensions_of_q(tiny_data):
+    """Units of the backbone's last ReLU layer driven below zero for every input are constant (0) over the
+    held-out rows: counted against a direct scan of q, before and after killing five of the 16 units."""
+    from ctrbench.engine import DeviceData
+    from ctrbench_clickprompt.diagnostic import alignment_diagnostic
+
+    model = _model(tiny_data)
+    dd = DeviceData(tiny_data, torch.device("cpu"))
+    rows = torch.arange(2400, 2464)
+
+    def direct() -> int:
+        with torch.no_grad():
+            q = torch.cat([model.ctr.interact(model.ctr.embed(dd.batch(rows[i:i + 7]))) for i in range(0, 64, 7)])
+        return int((q.max(0).values == q.min(0).values).sum())
+
+    before = alignment_diagnostic(model, tiny_data, rows, dd, mask_prob=0.3, seed=0, batch_size=16)
+    assert before.q_dims == 16 and before.q_constant == direct() < 16
+    last = [m for m in model.ctr.mlp.net if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight[:5] = 0.0
+        last.bias[:5] = -1.0  # ReLU(-1) = 0 for every row
+    after = alignment_diagnostic(model, tiny_data, rows, dd, mask_prob=0.3, seed=0, batch_size=16)
+    assert after.q_constant == direct() >= 5 and after.q_constant - before.q_constant <= 5
+    assert after.q_constant_fraction == pytest.approx(after.q_constant / 16)
+    assert after.to_dict()["q_constant_fraction"] == after.q_constant_fraction
+
+
 def test_pamlm_stage_stores_the_diagnostic_and_runs_report_it(tiny_data, tmp_path):
     import json
 
@@ -261,3 +288,4 @@ def test_pamlm_stage_stores_the_diagnostic_and_runs_report_it(tiny_data, tmp_pat
     assert a["rows"] == 100 and a["id_gap"] == pytest.approx(a["shuffled_id"] - a["true_id"])
     assert info["samples"] == len(tiny_data.splits["train"]) + len(tiny_data.splits["valid"])
     assert preds.extra["pamlm_id_gap"] == pytest.approx(a["id_gap"])
+    assert a["q_dims"] > 0 and preds.extra["pamlm_q_constant_fraction"] == pytest.approx(a["q_constant"] / a["q_dims"])

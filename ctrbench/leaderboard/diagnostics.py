@@ -62,10 +62,14 @@ def _per_run(runs: list) -> list[str]:
             continue
         cells = " | ".join(f"{float(m.get(f'pamlm_{k}', math.nan)):.4f}"
                            for k in ("true_id", "shuffled_id", "none_id", "id_gap"))
-        rows.append(f"| {r.spec.config_label()} | {r.spec.seed} | {cells} |")
-    return ["<details><summary>alignment diagnostic per run (nats per ID token)</summary>", "",
-            "| Run | Seed | true prompts | shuffled prompts | no prompts | shuffled − true |",
-            "| :--- | ---: | ---: | ---: | ---: | ---: |", *rows, "", "</details>", ""]
+        constant = float(m.get("pamlm_q_constant_fraction", math.nan))
+        rows.append(f"| {r.spec.config_label()} | {r.spec.seed} | {cells} | "
+                    f"{f'{constant:.0%}' if math.isfinite(constant) else '—'} |")
+    return ["<details><summary>alignment diagnostic per run (nats per ID token; constant q: share of the "
+            "backbone's hidden dimensions, read by the prompt generator, that are constant over the held-out rows, "
+            "i.e. dead)</summary>", "",
+            "| Run | Seed | true prompts | shuffled prompts | no prompts | shuffled − true | constant q |",
+            "| :--- | ---: | ---: | ---: | ---: | ---: | ---: |", *rows, "", "</details>", ""]
 
 
 CELA_ENGAGED = 2.0  # × chance recall@10 after the last ROMA round

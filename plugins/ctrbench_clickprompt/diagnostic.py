@@ -7,6 +7,11 @@ most of all on ID-value tokens (user and item ids), which the text alone cannot 
 with the true prompts, with the prompts shuffled across the batch, and with no prompts. ``shuffled - true`` on
 ID tokens is the gap a board checks against `GATE` (0.05 nats): below it, the prompts act as one shared soft
 prefix and a board built on that stage cannot speak to the paper's mechanism.
+
+It also counts the dimensions of the backbone's hidden state q (what the prompt generator reads) that are
+constant over the held-out rows: a ReLU unit that PA-MLM drove dead carries nothing into the prompts and nothing
+back into finetuning (measured on DNN: a CTR-side learning rate of 1e-2 leaves about half its last layer dead,
+docs/methods/clickprompt.md).
 """
 
 from __future__ import annotations
@@ -36,6 +41,12 @@ class AlignmentDiagnostic:
     true_id: float
     shuffled_id: float
     none_id: float
+    q_dims: int = 0
+    q_constant: int = 0  # dimensions of q with one value on every held-out row (dead ReLU units)
+
+    @property
+    def q_constant_fraction(self) -> float:
+        return self.q_constant / self.q_dims if self.q_dims else float("nan")
 
     @property
     def id_gap(self) -> float:
@@ -45,7 +56,8 @@ class AlignmentDiagnostic:
         return bool(self.id_gap >= gate)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "id_gap": self.id_gap, "gate": GATE, "passes": self.passes()}
+        return {**asdict(self), "id_gap": self.id_gap, "q_constant_fraction": self.q_constant_fraction, "gate": GATE,
+                "passes": self.passes()}
 
 
 class ValueTokens:
@@ -107,8 +119,13 @@ def alignment_diagnostic(model: nn.Module, data: Any, rows: torch.Tensor, device
     gen = torch.Generator().manual_seed(seed + 2)
     sums = {k: 0.0 for k in ("true", "shuffled", "none", "true_id", "shuffled_id", "none_id")}
     n_tok = n_id = 0
+    q_low = q_high = None
     for start in range(0, len(rows), batch_size):
         batch = device_data.batch(rows[start:start + batch_size])
+        q, prompts = model.hidden_and_prompts(batch)
+        low, high = q.float().amin(0), q.float().amax(0)
+        q_low = low if q_low is None else torch.minimum(q_low, low)
+        q_high = high if q_high is None else torch.maximum(q_high, high)
         ids, mask = model.text(batch)
         corrupted, labels = mask_tokens(ids, maskable(ids, mask, special), mask_token_id=plm.mask_token_id,
                                         vocab_size=plm.vocab_size, mask_prob=mask_prob, generator=gen)
@@ -116,7 +133,6 @@ def alignment_diagnostic(model: nn.Module, data: Any, rows: torch.Tensor, device
         if not selected.any():
             continue
         is_id = ids_of.flags(batch.idx, ids) & selected
-        _, prompts = model.hidden_and_prompts(batch)
         shuffled = torch.roll(prompts, shifts=1, dims=0) if len(prompts) > 1 else prompts
         for name, p in (("true", prompts), ("shuffled", shuffled), ("none", None)):
             hidden = plm.encode(corrupted, mask, p, model.prompt_mode)
@@ -127,6 +143,7 @@ def alignment_diagnostic(model: nn.Module, data: Any, rows: torch.Tensor, device
         n_tok += int(selected.sum())
         n_id += int(is_id.sum())
     mean = lambda k, n: sums[k] / n if n else float("nan")  # noqa: E731
+    constant = int(((q_high - q_low) <= 0).sum()) if q_low is not None else 0
     return AlignmentDiagnostic(len(rows), n_tok, n_id, mean("true", n_tok), mean("shuffled", n_tok),
                                mean("none", n_tok), mean("true_id", n_id), mean("shuffled_id", n_id),
-                               mean("none_id", n_id))
+                               mean("none_id", n_id), q_dims=0 if q_low is None else len(q_low), q_constant=constant)
