@@ -49,6 +49,10 @@ def test_per_run_details_list_the_three_losses_of_measured_runs():
                                                        "pamlm_none_id": 4.2, "pamlm_id_gap": 0.2,
                                                        "pamlm_q_constant_fraction": 0.5825}, label="dnn", seed=2)))
     assert "| dnn | 2 | 4.1000 | 4.3000 | 4.2000 | 0.2000 | 58% |" in lines
+    lines = diagnostic_lines(board(run("clickprompt", {"pamlm_true_id": 4.1, "pamlm_shuffled_id": 4.3,
+                                                       "pamlm_none_id": 4.2, "pamlm_id_gap": 0.2,
+                                                       "pamlm_id_gap_se": 0.01234}, label="dnn-bn", seed=4)))
+    assert "| dnn-bn | 4 | 4.1000 | 4.3000 | 4.2000 | 0.2000 ± 0.0123 | — |" in lines
 
 
 def test_cela_line_reports_retrieval_before_and_after_against_chance():

@@ -245,6 +245,47 @@ def test_diagnostic_scores_the_same_positions_and_shuffling_changes_only_prompts
     assert same.none == pytest.approx(d1.none, abs=1e-6)  # no prompts: independent of the generator
 
 
+def test_diagnostic_gap_standard_error_equals_a_direct_recomputation(tiny_data):
+    """The gap's standard error from the stored sum of squared per-token differences equals the textbook
+    sd/sqrt(n) of the paired per-token differences, recomputed here from the same masked positions."""
+    import numpy as np
+
+    from ctrbench.engine import DeviceData
+    from ctrbench.text import IGNORE, mask_tokens, maskable
+    from ctrbench_clickprompt.diagnostic import ValueTokens, alignment_diagnostic, id_fields
+
+    model = _model(tiny_data)
+    with torch.no_grad():
+        model.ctr.embedding.weight.normal_(0.0, 1.0)
+    dd = DeviceData(tiny_data, torch.device("cpu"))
+    rows = torch.arange(2400, 2464)
+    diag = alignment_diagnostic(model, tiny_data, rows, dd, mask_prob=0.3, seed=0, batch_size=64)
+    model.eval()
+    plm = model.plm
+    with torch.no_grad():  # the same batch, masks and shuffle as the diagnostic's single batch of 64
+        batch = dd.batch(rows)
+        _, prompts = model.hidden_and_prompts(batch)
+        ids, mask = model.text(batch)
+        corrupted, labels = mask_tokens(ids, maskable(ids, mask, sorted(plm.tokenizer.all_special_ids)),
+                                        mask_token_id=plm.mask_token_id, vocab_size=plm.vocab_size, mask_prob=0.3,
+                                        generator=torch.Generator().manual_seed(2))
+        is_id = ValueTokens(tiny_data, plm.tokenizer, id_fields(tiny_data)).flags(batch.idx, ids) & (labels != IGNORE)
+        per_token = {}
+        for name, p in (("true", prompts), ("shuffled", torch.roll(prompts, 1, 0))):
+            logits = plm.mlm_head(plm.encode(corrupted, mask, p, model.prompt_mode))
+            per_token[name] = torch.nn.functional.cross_entropy(logits[is_id].float(), labels[is_id],
+                                                                reduction="none").double().numpy()
+    d = per_token["shuffled"] - per_token["true"]
+    assert diag.id_tokens == len(d) >= 2
+    assert diag.id_gap == pytest.approx(d.mean(), abs=1e-5)
+    assert diag.id_gap_se == pytest.approx(d.std(ddof=1) / np.sqrt(len(d)), rel=1e-4)
+    assert diag.to_dict()["id_gap_se"] == diag.id_gap_se
+    from ctrbench_clickprompt.diagnostic import AlignmentDiagnostic
+
+    old = AlignmentDiagnostic(1, 1, 5, 1.0, 1.0, 1.0, 1.0, 1.2, 1.0)  # a stage stored before the spread
+    assert np.isnan(old.id_gap_se)
+
+
 def test_diagnostic_counts_the_dead_dimensions_of_q(tiny_data):
     """Units of the backbone's last ReLU layer driven below zero for every input are constant (0) over the
     held-out rows: counted against a direct scan of q, before and after killing five of the 16 units."""

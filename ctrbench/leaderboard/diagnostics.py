@@ -62,12 +62,14 @@ def _per_run(runs: list) -> list[str]:
             continue
         cells = " | ".join(f"{float(m.get(f'pamlm_{k}', math.nan)):.4f}"
                            for k in ("true_id", "shuffled_id", "none_id", "id_gap"))
+        se = float(m.get("pamlm_id_gap_se", math.nan))
+        cells += f" ± {se:.4f}" if math.isfinite(se) else ""
         constant = float(m.get("pamlm_q_constant_fraction", math.nan))
         rows.append(f"| {r.spec.config_label()} | {r.spec.seed} | {cells} | "
                     f"{f'{constant:.0%}' if math.isfinite(constant) else '—'} |")
     return ["<details><summary>alignment diagnostic per run (nats per ID token; constant q: share of the "
             "backbone's hidden dimensions, read by the prompt generator, that are constant over the held-out rows, "
-            "i.e. dead)</summary>", "",
+            "i.e. dead; ± the gap's standard error over ID tokens, for stages that store it)</summary>", "",
             "| Run | Seed | true prompts | shuffled prompts | no prompts | shuffled − true | constant q |",
             "| :--- | ---: | ---: | ---: | ---: | ---: | ---: |", *rows, "", "</details>", ""]
 

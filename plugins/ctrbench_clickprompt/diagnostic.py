@@ -43,6 +43,18 @@ class AlignmentDiagnostic:
     none_id: float
     q_dims: int = 0
     q_constant: int = 0  # dimensions of q with one value on every held-out row (dead ReLU units)
+    id_diff_sq: float = float("nan")  # Σ over ID tokens of (shuffled − true loss)²: the gap's spread
+
+    @property
+    def id_gap_se(self) -> float:
+        """Standard error of `id_gap` as a mean of per-token paired differences (tokens treated as independent:
+        a held-out row holds about half an ID token on MovieLens, so clustering by row changes little). NaN for
+        stages stored before it existed or with fewer than two ID tokens."""
+        n = self.id_tokens
+        if n < 2 or not np.isfinite(self.id_diff_sq):
+            return float("nan")
+        var = (self.id_diff_sq - n * self.id_gap ** 2) / (n - 1)
+        return float(np.sqrt(max(var, 0.0) / n))
 
     @property
     def q_constant_fraction(self) -> float:
@@ -56,8 +68,8 @@ class AlignmentDiagnostic:
         return bool(self.id_gap >= gate)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "id_gap": self.id_gap, "q_constant_fraction": self.q_constant_fraction, "gate": GATE,
-                "passes": self.passes()}
+        return {**asdict(self), "id_gap": self.id_gap, "id_gap_se": self.id_gap_se,
+                "q_constant_fraction": self.q_constant_fraction, "gate": GATE, "passes": self.passes()}
 
 
 class ValueTokens:
@@ -119,6 +131,7 @@ def alignment_diagnostic(model: nn.Module, data: Any, rows: torch.Tensor, device
     gen = torch.Generator().manual_seed(seed + 2)
     sums = {k: 0.0 for k in ("true", "shuffled", "none", "true_id", "shuffled_id", "none_id")}
     n_tok = n_id = 0
+    diff_sq = 0.0
     q_low = q_high = None
     for start in range(0, len(rows), batch_size):
         batch = device_data.batch(rows[start:start + batch_size])
@@ -134,16 +147,20 @@ def alignment_diagnostic(model: nn.Module, data: Any, rows: torch.Tensor, device
             continue
         is_id = ids_of.flags(batch.idx, ids) & selected
         shuffled = torch.roll(prompts, shifts=1, dims=0) if len(prompts) > 1 else prompts
+        id_losses = {}
         for name, p in (("true", prompts), ("shuffled", shuffled), ("none", None)):
             hidden = plm.encode(corrupted, mask, p, model.prompt_mode)
             loss = nn.functional.cross_entropy(plm.mlm_head(hidden[selected]).float(), labels[selected],
                                                reduction="none")
+            id_losses[name] = loss[is_id[selected]].double()
             sums[name] += float(loss.sum())
-            sums[f"{name}_id"] += float(loss[is_id[selected]].sum())
+            sums[f"{name}_id"] += float(id_losses[name].sum())
+        diff_sq += float(((id_losses["shuffled"] - id_losses["true"]) ** 2).sum())
         n_tok += int(selected.sum())
         n_id += int(is_id.sum())
     mean = lambda k, n: sums[k] / n if n else float("nan")  # noqa: E731
     constant = int(((q_high - q_low) <= 0).sum()) if q_low is not None else 0
     return AlignmentDiagnostic(len(rows), n_tok, n_id, mean("true", n_tok), mean("shuffled", n_tok),
                                mean("none", n_tok), mean("true_id", n_id), mean("shuffled_id", n_id),
-                               mean("none_id", n_id), q_dims=0 if q_low is None else len(q_low), q_constant=constant)
+                               mean("none_id", n_id), q_dims=0 if q_low is None else len(q_low), q_constant=constant,
+                               id_diff_sq=diff_sq)

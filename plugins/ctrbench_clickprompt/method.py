@@ -67,8 +67,9 @@ def pretrain_pamlm(ctx: RunContext, model: ClickPromptModel, cfg: ClickPromptCon
                                     mask_prob=cfg.mask_prob, seed=ctx.seed)
         info["alignment"] = diag.to_dict()
         log.info("%s PA-MLM alignment on %d held-out rows: ID tokens true %.3f / shuffled %.3f / none %.3f nats "
-                 "(gap %.3f, gate %.2f); %d of %d q dimensions constant", trainer.run_name, diag.rows, diag.true_id,
-                 diag.shuffled_id, diag.none_id, diag.id_gap, GATE, diag.q_constant, diag.q_dims)
+                 "(gap %.3f ± %.3f, gate %.2f); %d of %d q dimensions constant", trainer.run_name, diag.rows,
+                 diag.true_id, diag.shuffled_id, diag.none_id, diag.id_gap, diag.id_gap_se, GATE, diag.q_constant,
+                 diag.q_dims)
     (out_dir / "pretrain.json").write_text(json.dumps(info, indent=2))
 
 
@@ -161,7 +162,7 @@ class ClickPrompt:
             preds.extra["pretrain_seconds"] = float(pretrain_info["seconds"])
             preds.extra["pretrain_final_mlm_loss"] = float(pretrain_info["history"][-1]["mlm_loss"])
             for k, v in pretrain_info.get("alignment", {}).items():  # the stage's alignment diagnostic
-                if k in ("true", "shuffled", "none", "true_id", "shuffled_id", "none_id", "id_gap",
+                if k in ("true", "shuffled", "none", "true_id", "shuffled_id", "none_id", "id_gap", "id_gap_se",
                          "q_constant_fraction"):
                     preds.extra[f"pamlm_{k}"] = float(v)
         return preds
