@@ -49,7 +49,7 @@ from ctrbench.provenance import environment
 from ctrbench.results import Predictions, RunResult
 from ctrbench.spec import RunSpec, canonical_json
 from ctrbench.stats import auc, bucket_metrics, logloss
-from ctrbench.store import ClaimLost, Store
+from ctrbench.store import STAGES, ClaimLost, Store
 from ctrbench.suite import Suite
 from ctrbench.trainer import NullReporter, Reporter, TrainConfig, Trainer, eval_positions, resolve_device
 
@@ -232,7 +232,7 @@ def _run_claimed(spec: RunSpec, session: Session, suite: Suite) -> RunResult:
         trainer = Trainer(TrainConfig.from_dict(train), session.device, session.reporter,
                           run_name=f"{spec.config_label()} seed {spec.seed}", seed=spec.seed)
         ctx = RunContext(spec, data, session.plugins, trainer, session.device, session.reporter,
-                         session.store.root / "_stages")
+                         session.store.root / STAGES)
         preds = method.run(ctx)
         scored = _scored_positions(spec, data)
         result = RunResult(spec.run_id, "ok", _metrics(data, preds, scored),

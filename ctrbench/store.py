@@ -60,6 +60,7 @@ RUNNING = "running.json"
 STORE_FILES = ("spec.json", "predictions.npz", "provenance.json", "log.txt", "result.json", RUNNING)
 META = ".ctrbench"  # <root>/.ctrbench/{claims,work}/<suite>/: the store's own bookkeeping
 QUARANTINE = "_quarantine"
+STAGES = "_stages"  # <root>/_stages/<name>-<hash>/: pretraining artifacts shared by runs (ctrbench/context.py)
 PROBLEM_KINDS = ("partial", "orphaned", "unreadable", "inconsistent")
 TEMP_GRACE_SECONDS = 60.0  # a hidden temp file younger than this may belong to a write in progress
 
@@ -675,6 +676,36 @@ class Store:
                                                  "is gone)", suite, p.stem))
                     elif (p.name.startswith(".") or p.name.endswith(".breaking")) and _age(p) > TEMP_GRACE_SECONDS:
                         found.append(Problem("orphaned", p, "temporary file of an interrupted claim", suite))
+        if suites is None:
+            found += self._stage_leftovers()
+        return found
+
+    def _stage_leftovers(self) -> list[Problem]:
+        """Temp folders ``_stages/.<key>.<token>`` of stage computations killed midway. A live computation holds
+        the stage's file lock (``.<key>.lock``) for as long as its temp folder exists, so a temp folder whose lock
+        can be taken now belongs to nobody. The next computation of that stage would remove it; a stage nobody
+        asks for again would keep it forever, hence the check."""
+        from filelock import FileLock, Timeout
+
+        root = self.root / STAGES
+        found: list[Problem] = []
+        if not root.is_dir():
+            return found
+        for d in sorted(root.iterdir()):
+            key, dot, token = d.name[1:].rpartition(".")
+            if not d.name.startswith(".") or not dot or not key or d.suffix == ".lock" or not d.is_dir():
+                continue
+            lock = FileLock(root / f".{key}.lock")
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                continue  # being computed right now
+            except (OSError, NotImplementedError):  # no file locks here: fall back on age
+                if _age(d) <= TEMP_GRACE_SECONDS:
+                    continue
+            else:
+                lock.release()
+            found.append(Problem("orphaned", d, "temp folder of an interrupted stage computation", STAGES))
         return found
 
     def fix(self, problems: list[Problem]) -> list[tuple[Problem, Path | None, str]]:
@@ -691,6 +722,9 @@ class Store:
                     done.append((p, None, "stale claim removed"))
                 else:
                     done.append((p, None, "left alone: its holder is alive"))
+                continue
+            if p.suite == STAGES:
+                done.append(self._fix_stage_leftover(p))
                 continue
             if p.run_id is None or not p.run_id.isalnum():
                 done.append((p, self._quarantine(p.path, p.suite, p.path.name.lstrip(".")), "moved"))
@@ -709,6 +743,27 @@ class Store:
             finally:
                 self._release(p.suite, p.run_id)
         return done
+
+
+    def _fix_stage_leftover(self, p: Problem) -> tuple[Problem, Path | None, str]:
+        """Move a stage's temp folder aside under the stage's lock, so no computation starts meanwhile."""
+        from filelock import FileLock, Timeout
+
+        key = p.path.name[1:].rpartition(".")[0]
+        lock = FileLock(p.path.parent / f".{key}.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return p, None, "left alone: the stage is being computed"
+        except (OSError, NotImplementedError):
+            lock = None
+        try:
+            if not os.path.lexists(p.path):
+                return p, None, "gone meanwhile"
+            return p, self._quarantine(p.path, STAGES, p.path.name.lstrip(".")), "moved"
+        finally:
+            if lock is not None:
+                lock.release()
 
 
 def _age(path: Path) -> float:

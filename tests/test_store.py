@@ -402,3 +402,32 @@ def test_store_check_lists_partial_and_orphaned_entries_and_leaves_live_runs_alo
     assert store.check() == [] and store.status(live) == "partial" and store.status(spec(2)) == "missing"
     assert len(list((tmp_path / "s" / "_quarantine").iterdir())) == 2  # the folder and the work folder, kept
     store.release(live)
+
+
+def test_store_check_finds_temp_folders_of_killed_stage_computations_but_not_live_ones(tmp_path):
+    """A stage computation killed midway leaves `_stages/.<key>.<token>/`; one being computed holds the stage's
+    file lock, so check leaves it alone until the lock is free, and fix moves the leftover aside."""
+    from filelock import FileLock
+
+    store = Store(tmp_path)
+    stages = tmp_path / "_stages"
+    done = stages / "clickprompt-pamlm-0123456789abcdef"
+    done.mkdir(parents=True)
+    (done / ".done").write_text("clickprompt-pamlm\n")
+    killed = stages / ".clickprompt-pamlm-0123456789abcdef.a1b2c3d4e5f6"
+    live = stages / ".text-tokens-fedcba9876543210.0f0f0f0f0f0f"
+    killed.mkdir()
+    live.mkdir()
+    (stages / ".clickprompt-pamlm-0123456789abcdef.lock").touch()  # a lock file is not a leftover folder
+    holder = FileLock(stages / ".text-tokens-fedcba9876543210.lock")
+    holder.acquire()
+    try:
+        found = store.check()
+        assert [(p.kind, p.path) for p in found] == [("orphaned", killed)]
+        assert store.check(["s"]) == []  # a suite-only check does not look at the shared stages
+        (fixed,) = store.fix(found)
+        assert fixed[2] == "moved" and not killed.exists() and fixed[1].parent == stages / "_quarantine"
+        assert live.is_dir() and (done / ".done").exists() and store.check() == []
+    finally:
+        holder.release()
+    assert [p.path for p in store.check()] == [live]  # its computation is gone: now a leftover too
