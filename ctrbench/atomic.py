@@ -286,3 +286,9 @@ def atomic_directory(dest: Path, prefix: str | None = None) -> Iterator[Path]:
 __all__ = ["atomic_directory", "atomic_file", "atomic_write_bytes", "atomic_write_json", "discard", "free_space",
            "make_dirs", "make_temp_dir", "publish_directory", "remove_tree", "replace_directory", "temp_name",
            "write_error", "write_new_file", "writing"]
+
+
+def stage_lock_path(stage_root: Path, key: str) -> Path:
+    """The file lock a stage's computation holds while its temp folder ``.<key>.<token>/`` exists (taken by
+    `RunContext.stage`, probed by `Store.check` to tell a live computation from a killed one's leftovers)."""
+    return stage_root / f".{key}.lock"

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from filelock import FileLock, Timeout
 
-from ctrbench.atomic import make_dirs, make_temp_dir, publish_directory
+from ctrbench.atomic import make_dirs, make_temp_dir, publish_directory, stage_lock_path
 from ctrbench.cost import parameter_counts
 from ctrbench.data.types import CTRData
 from ctrbench.models.base import FieldEmbedding
@@ -82,7 +82,7 @@ class RunContext:
             log.info("stage %s: reusing %s", name, final)
             return final
         make_dirs(self.stage_root)
-        lock = FileLock(self.stage_root / f".{key}.lock")
+        lock = FileLock(stage_lock_path(self.stage_root, key))
         locked = _acquire(lock, name, final)
         try:
             if (final / ".done").exists():  # finished by the process that held the lock

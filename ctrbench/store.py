@@ -48,6 +48,7 @@ from ctrbench.atomic import (
     make_dirs,
     make_temp_dir,
     replace_directory,
+    stage_lock_path,
     write_new_file,
     writing,
 )
@@ -695,7 +696,7 @@ class Store:
             key, dot, token = d.name[1:].rpartition(".")
             if not d.name.startswith(".") or not dot or not key or d.suffix == ".lock" or not d.is_dir():
                 continue
-            lock = FileLock(root / f".{key}.lock")
+            lock = FileLock(stage_lock_path(root, key))
             try:
                 lock.acquire(timeout=0)
             except Timeout:
@@ -750,7 +751,7 @@ class Store:
         from filelock import FileLock, Timeout
 
         key = p.path.name[1:].rpartition(".")[0]
-        lock = FileLock(p.path.parent / f".{key}.lock")
+        lock = FileLock(stage_lock_path(p.path.parent, key))
         try:
             lock.acquire(timeout=0)
         except Timeout:
