@@ -285,7 +285,7 @@ def atomic_directory(dest: Path, prefix: str | None = None) -> Iterator[Path]:
 
 __all__ = ["atomic_directory", "atomic_file", "atomic_write_bytes", "atomic_write_json", "discard", "free_space",
            "make_dirs", "make_temp_dir", "publish_directory", "remove_tree", "replace_directory", "temp_name",
-           "write_error", "write_new_file", "writing"]
+           "stage_lock_path", "write_error", "write_new_file", "writing"]
 
 
 def stage_lock_path(stage_root: Path, key: str) -> Path:

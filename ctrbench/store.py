@@ -693,8 +693,8 @@ class Store:
         if not root.is_dir():
             return found
         for d in sorted(root.iterdir()):
-            key, dot, token = d.name[1:].rpartition(".")
-            if not d.name.startswith(".") or not dot or not key or d.suffix == ".lock" or not d.is_dir():
+            key = _stage_key(d)
+            if key is None or not d.is_dir():
                 continue
             lock = FileLock(stage_lock_path(root, key))
             try:
@@ -745,13 +745,11 @@ class Store:
                 self._release(p.suite, p.run_id)
         return done
 
-
     def _fix_stage_leftover(self, p: Problem) -> tuple[Problem, Path | None, str]:
         """Move a stage's temp folder aside under the stage's lock, so no computation starts meanwhile."""
         from filelock import FileLock, Timeout
 
-        key = p.path.name[1:].rpartition(".")[0]
-        lock = FileLock(stage_lock_path(p.path.parent, key))
+        lock = FileLock(stage_lock_path(p.path.parent, _stage_key(p.path) or ""))
         try:
             lock.acquire(timeout=0)
         except Timeout:
@@ -765,6 +763,12 @@ class Store:
         finally:
             if lock is not None:
                 lock.release()
+
+
+def _stage_key(temp: Path) -> str | None:
+    """``<key>`` of a stage's temp folder ``.<key>.<token>`` (None for anything else in ``_stages``)."""
+    key, dot, _ = temp.name[1:].rpartition(".")
+    return key if temp.name.startswith(".") and dot and key and temp.suffix != ".lock" else None
 
 
 def _age(path: Path) -> float:
