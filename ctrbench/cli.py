@@ -130,7 +130,8 @@ def cmd_validate(args: argparse.Namespace, console: Any) -> int:
 
     suite = load_suite(args.suite, args.overrides)
     plan = Plan.make(suite, load_plugins(), Store(_store_root(args, suite)), read_only=True, deep=True)
-    console.print(f"{args.suite}: valid — {len(plan.specs)} runs ({plan.count('ok')} already stored)")
+    reusable = f", {len(plan.reusable)} reusable from other suites" if plan.reusable else ""
+    console.print(f"{args.suite}: valid — {len(plan.specs)} runs ({plan.count('ok')} already stored{reusable})")
     return EXIT_OK
 
 
@@ -167,7 +168,7 @@ def cmd_run(args: argparse.Namespace, console: Any) -> int:
     if args.dry_run:
         todo_ids = {s.run_id for s in todo}
         for s in specs:
-            mark = "run " if s.run_id in todo_ids else "done"
+            mark = "run " if s.run_id in todo_ids else "reuse" if s.run_id in plan.reusable else "done"
             console.print(f"{mark} {s.run_id}  {s.labels.get('dataset')}  {s.config_label()}  seed {s.seed}")
         console.print(f"{len(todo)} of {len(specs)} runs would execute")
         return EXIT_OK

@@ -112,8 +112,10 @@ class Plan:
 
     ``status`` is each run's store status when the plan was made (after adoption): "ok", "failed", "partial"
     (started, never finished) or "missing"; with ``deep=True`` every file of a stored run was read
-    (``Store.verify``). ``adopted``: run_id → the suite an identical run was copied from. ``claimed``: run_id →
-    the live claim another process held on a run to do (the run is waited for, not computed twice).
+    (``Store.verify``). ``adopted``: run_id → the suite an identical run was copied from; ``reusable``: the same
+    for a read-only plan, which copies nothing (so ``--dry-run`` does not list work adoption would skip).
+    ``claimed``: run_id → the live claim another process held on a run to do (the run is waited for, not
+    computed twice).
     ``stamps``: run_id → the stored result's identity (``Store.result_stamp``) for runs to redo under
     ``rerun`` failed/all, so a result another process stores meanwhile is recognised and not recomputed.
     """
@@ -124,6 +126,7 @@ class Plan:
     rerun: str = "never"
     status: Mapping[str, str] = field(default_factory=dict)
     adopted: Mapping[str, str] = field(default_factory=dict)
+    reusable: Mapping[str, str] = field(default_factory=dict)
     claimed: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     stamps: Mapping[str, Any] = field(default_factory=dict)
 
@@ -145,16 +148,22 @@ class Plan:
         if not read_only and rerun != "all":
             adopted = _adopt(suite, store, [s for s in specs if needs_run(status[s.run_id], rerun)])
             status.update(dict.fromkeys(adopted, "ok"))
-        todo = [s for s in specs if needs_run(status[s.run_id], rerun)]
+        reusable: dict[str, str] = {}
+        if read_only and rerun != "all":
+            scoring = scoring_of(suite)
+            reusable = {s.run_id: found[0] for s in specs if needs_run(status[s.run_id], rerun)
+                        and (found := store.identical_source(s, scoring)) is not None}
+        todo = [s for s in specs if needs_run(status[s.run_id], rerun) and s.run_id not in reusable]
         claimed = {s.run_id: holder for s in todo if (holder := store.claimant(s)) is not None}
         stamps = {s.run_id: store.result_stamp(s) if status[s.run_id] in STORED else None
                   for s in todo} if rerun != "never" else {}
-        return cls(suite, specs, store.root, rerun, status, adopted, claimed, stamps)
+        return cls(suite, specs, store.root, rerun, status, adopted, reusable, claimed, stamps)
 
     @property
     def todo(self) -> tuple[RunSpec, ...]:
         """The runs to compute, in suite order."""
-        return tuple(s for s in self.specs if needs_run(self.status[s.run_id], self.rerun))
+        return tuple(s for s in self.specs
+                     if needs_run(self.status[s.run_id], self.rerun) and s.run_id not in self.reusable)
 
     @property
     def stored(self) -> tuple[RunSpec, ...]:

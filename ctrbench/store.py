@@ -432,14 +432,10 @@ class Store:
             os.rename(path, dest)
         return dest
 
-    def adopt_identical(self, spec: RunSpec, same_scoring: dict[str, Any]) -> str | None:
-        """Reuse an ok run with the same ``run_id`` (the same dataset, method, components, train block and seed)
-        stored by another suite: copy it into this suite and return that suite's name (None if there is none).
-
-        The copy is only taken when the source run was scored the same way (``same_scoring``, e.g. the suite's
-        bucket definitions, is equal to the source's provenance["scoring"]), so the adopted metrics are the ones
-        this suite would compute. Copied under the run's claim into a work folder and swapped in, like a run.
-        """
+    def identical_source(self, spec: RunSpec, same_scoring: dict[str, Any]) -> tuple[str, Path] | None:
+        """The first ok run with ``spec``'s ``run_id`` that another suite stored and scored the same way
+        (``same_scoring`` equal to its provenance["scoring"]), as (suite, folder); None if there is none.
+        Reads only: ``validate`` and ``run --dry-run`` use it to say which runs would be reused."""
         if not self.root.exists():
             return None
         for src in sorted(self.root.glob(f"*/{spec.run_id}")):
@@ -452,34 +448,51 @@ class Store:
                 provenance = json.loads((src / "provenance.json").read_text())
             except (OSError, ValueError, StoreError):
                 continue
-            if not isinstance(provenance, dict) or provenance.get("scoring") != same_scoring:
-                continue
-            held = self.holds(spec)
-            if not held and self.claim(spec, {"adopting_from": suite}) is None:
-                return None  # another process is computing (or adopting) it
-            try:
-                if self.status(spec) == "ok":
-                    return None  # stored meanwhile
-                work = self._new_work(spec)
-                try:
-                    for f in src.iterdir():
-                        if f.name in ("predictions.npz", "log.txt"):
-                            with writing(work / f.name):
-                                shutil.copyfile(f, work / f.name)
-                    write_new_file(work / "provenance.json",
-                                   _json({**provenance, "reused_from": f"{suite}/{spec.run_id}"}))
-                    write_new_file(work / "result.json", (src / "result.json").read_bytes())
-                    self._publish(spec, work)
-                except FileNotFoundError:
-                    return None  # the source was replaced or moved while we copied it
-                finally:
-                    shutil.rmtree(work, ignore_errors=True)  # gone after the swap; the leftovers otherwise
-                    self._work.pop((spec.suite, spec.run_id), None)
-            finally:
-                if not held:
-                    self.release(spec)
-            return suite
+            if isinstance(provenance, dict) and provenance.get("scoring") == same_scoring:
+                return suite, src
         return None
+
+    def adopt_identical(self, spec: RunSpec, same_scoring: dict[str, Any]) -> str | None:
+        """Reuse an ok run with the same ``run_id`` (the same dataset, method, components, train block and seed)
+        stored by another suite: copy it into this suite and return that suite's name (None if there is none).
+
+        The copy is only taken when the source run was scored the same way (``same_scoring``, e.g. the suite's
+        bucket definitions, is equal to the source's provenance["scoring"]), so the adopted metrics are the ones
+        this suite would compute. Copied under the run's claim into a work folder and swapped in, like a run.
+        """
+        found = self.identical_source(spec, same_scoring)
+        if found is None:
+            return None
+        suite, src = found
+        try:
+            provenance = json.loads((src / "provenance.json").read_text())
+        except (OSError, ValueError):
+            return None  # replaced or removed since it was found
+        held = self.holds(spec)
+        if not held and self.claim(spec, {"adopting_from": suite}) is None:
+            return None  # another process is computing (or adopting) it
+        try:
+            if self.status(spec) == "ok":
+                return None  # stored meanwhile
+            work = self._new_work(spec)
+            try:
+                for f in src.iterdir():
+                    if f.name in ("predictions.npz", "log.txt"):
+                        with writing(work / f.name):
+                            shutil.copyfile(f, work / f.name)
+                write_new_file(work / "provenance.json",
+                               _json({**provenance, "reused_from": f"{suite}/{spec.run_id}"}))
+                write_new_file(work / "result.json", (src / "result.json").read_bytes())
+                self._publish(spec, work)
+            except FileNotFoundError:
+                return None  # the source was replaced or moved while we copied it
+            finally:
+                shutil.rmtree(work, ignore_errors=True)  # gone after the swap; the leftovers otherwise
+                self._work.pop((spec.suite, spec.run_id), None)
+        finally:
+            if not held:
+                self.release(spec)
+        return suite
 
     # -- reading -------------------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -138,9 +139,16 @@ def test_identical_runs_of_another_suite_are_adopted_when_planned(workdir, capsy
     suite = load_suite("suite.yaml", ["name=other", "seeds=[1]"])
     store = Store("runs")
     dry = Plan.make(suite, load_plugins(), store, read_only=True)
-    assert not dry.adopted and len(dry.todo) == 2  # read_only copies nothing
+    assert not dry.adopted and not (Path("runs") / "other").exists()  # read_only copies nothing...
+    assert list(dry.reusable.values()) == ["plantest"] and len(dry.todo) == 1  # ...but says what it would reuse
+    assert cli.main(["run", "suite.yaml", "--dry-run", "--set", "name=other", "seeds=[1]"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("reuse ") == 1 and "1 of 2 runs would execute" in out
+    assert cli.main(["validate", "suite.yaml", "--set", "name=other", "seeds=[1]"]) == 0
+    assert "0 already stored, 1 reusable from other suites" in capsys.readouterr().out
     plan = Plan.make(suite, load_plugins(), store)
     assert list(plan.adopted.values()) == ["plantest"] and len(plan.todo) == 1
+    assert plan.adopted.keys() == dry.reusable.keys() and not plan.reusable
     assert plan.status[next(iter(plan.adopted))] == "ok"
 
 
