@@ -68,6 +68,7 @@ def validate_components(suite: Suite, specs: list[RunSpec], plugins: Plugins) ->
     one line naming the suite file and every problem found (not only the first)."""
     seen: set[str] = set()
     problems: list[str] = []
+    unknown_names = False
     refs = [(kind, getattr(spec, kind.key)) for spec in specs for kind in PER_RUN]
     refs += [(kind, suite.executor) for kind in KINDS if not kind.per_run]
     for kind, ref in refs:
@@ -85,11 +86,14 @@ def validate_components(suite: Suite, specs: list[RunSpec], plugins: Plugins) ->
         except PluginError as exc:
             hint = ""
             if str(exc).startswith("unknown "):
-                hint = plugins.failure_hint() + plugins.unregistered_hint(ref.name)
+                unknown_names = True
+                hint = plugins.unregistered_hint(ref.name)
             problems.append(f"{kind.key}: {exc}{hint}")
     problems += needs_problems(specs, plugins)
     if problems:
-        raise SuiteError(f"{suite.path}: {' | '.join(dict.fromkeys(problems))}")
+        # the plugins that failed to import are named once, not after every name they may have held
+        tail = plugins.failure_hint() if unknown_names else ""
+        raise SuiteError(f"{suite.path}: {' | '.join(dict.fromkeys(problems))}{tail}")
 
 
 def plan(suite: Suite, plugins: Plugins) -> list[RunSpec]:

@@ -7,9 +7,11 @@ import types
 import pytest
 
 from ctrbench import hookimpl, hookspecs
-from ctrbench.errors import PluginError
+from ctrbench.errors import PluginError, SuiteError
+from ctrbench.plan import plan
 from ctrbench.plugins import load_plugins
 from ctrbench.registry import Registry, check_config_keys
+from ctrbench.suite import load_suite
 
 
 def _module(name: str, **hooks) -> types.ModuleType:
@@ -109,7 +111,7 @@ def test_disable_env_skips_plugins(monkeypatch):
     assert status["builtin-datasets"] == "loaded"
 
 
-def test_plugin_that_raises_on_import_is_reported_and_others_load(monkeypatch):
+def test_plugin_that_raises_on_import_is_reported_and_others_load(monkeypatch, tmp_path):
     import importlib.metadata as md
 
     real = md.entry_points
@@ -134,6 +136,14 @@ def test_plugin_that_raises_on_import_is_reported_and_others_load(monkeypatch):
     assert failed.error == "ImportError: No module named 'torch_geometric'"
     assert "dnn" in plugins.registry("ctr")  # the others still load
     assert "broken: ImportError" in plugins.failure_hint()
+    suite = tmp_path / "suite.yaml"  # two unknown names: both reported, the failed plugin named once
+    suite.write_text("schema_version: 1\nname: t\ndatasets: [synthetic]\nseeds: [1]\n"
+                     "defaults: {method: ctr}\ngrid: {ctr: [gnn, gat]}\nbaseline: {ctr: gnn}\n")
+    with pytest.raises(SuiteError) as err:
+        plan(load_suite(suite), plugins)
+    message = str(err.value)
+    assert "unknown ctr 'gnn'" in message and "unknown ctr 'gat'" in message and "\n" not in message
+    assert message.count("broken: ImportError") == 1 and message.endswith("'torch_geometric']")
 
 
 def test_registry_glob_and_config_key_check():
