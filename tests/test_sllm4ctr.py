@@ -18,6 +18,7 @@ from ctrbench.plugins import load_plugins
 from ctrbench.spec import ComponentRef, RunSpec
 from ctrbench.trainer import TrainConfig, Trainer
 from ctrbench_plm.causal_lm import CausalLM, load_causal_lm, random_llama, random_word_tokenizer
+from ctrbench_plm.yes_no import answer_logits
 from ctrbench_sllm4ctr import method as method_module
 from ctrbench_sllm4ctr.config import LLMCTRConfig, TallRecConfig
 from ctrbench_sllm4ctr.losses import adaptive_temperature, label_matching_loss, temperature_distribution
@@ -42,6 +43,27 @@ def _eq4_numpy(e: np.ndarray, p: np.ndarray, alpha: float, terms: str = "both", 
     if terms in ("both", "expand"):
         total -= 0.5 * np.linalg.slogdet(eye + d / (b * alpha ** 2) * e.T @ e)[1]
     return total
+
+
+def test_answer_logits_are_float32_under_bf16_autocast_so_close_prompts_do_not_tie():
+    """Scoring runs under autocast too: the Yes/No logits must be the float32 product, or prompts whose margins
+    differ by less than a bf16 step (0.06 at a logit of 10) get one probability and AUC is computed over ties."""
+    rng = np.random.default_rng(3)
+    torch.manual_seed(0)
+    head = torch.nn.Linear(64, 50, bias=True)
+    base = 3.0 * rng.normal(size=(1, 64))
+    hidden = torch.tensor(base + 3e-3 * rng.normal(size=(300, 64)), dtype=torch.float32)  # 300 near-equal prompts
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = answer_logits(hidden, head, (7, 11))
+    w, b = head.weight.detach().double().numpy()[[7, 11]], head.bias.detach().double().numpy()[[7, 11]]
+    expected = hidden.double().numpy() @ w.T + b  # independent float64 reference
+    assert got.dtype == torch.float32
+    np.testing.assert_allclose(got.detach().numpy(), expected, rtol=1e-5, atol=1e-5)
+    margin = (got[:, 1] - got[:, 0]).detach().numpy()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        rounded = (hidden @ head.weight[[7, 11]].t()).float().detach().numpy()  # the product autocast would give
+    assert len(np.unique(rounded[:, 1] - rounded[:, 0])) < 30  # the ties this guards against...
+    assert len(np.unique(margin)) >= 295  # ...gone (a few exact float32 coincidences remain possible)
 
 
 @pytest.mark.parametrize("terms", ["both", "compress", "expand"])

@@ -58,12 +58,18 @@ def single_token_id(tokenizer: Any, word: str, name: str) -> int:
 
 
 def answer_logits(hidden: torch.Tensor, head: nn.Module, token_ids: Sequence[int]) -> torch.Tensor:
-    """``head(hidden)[:, token_ids]`` in float32 from ``len(token_ids)`` rows of the head: ``[B, H] -> [B, k]``."""
+    """``head(hidden)[:, token_ids]`` in float32 from ``len(token_ids)`` rows of the head: ``[B, H] -> [B, k]``.
+
+    Computed with autocast off: under bf16 autocast the product would be rounded to bf16 (8 significant bits,
+    steps of 0.06 at a logit of 10), so the Yes/No margins of different prompts collapse onto a handful of values
+    and AUC is computed over ties (a bf16 TallRec run scored 300 test rows with 10 distinct probabilities). Two
+    rows of the head cost nothing in float32."""
     rows = torch.tensor(list(token_ids), device=hidden.device)
-    logits = hidden @ head.weight[rows].t()
-    if getattr(head, "bias", None) is not None:
-        logits = logits + head.bias[rows]
-    return logits.float()
+    with torch.autocast(hidden.device.type, enabled=False):
+        logits = hidden.float() @ head.weight[rows].float().t()
+        if getattr(head, "bias", None) is not None:
+            logits = logits + head.bias[rows].float()
+    return logits
 
 
 def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
