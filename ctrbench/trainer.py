@@ -110,7 +110,9 @@ class Trainer:
         return RowSource(dd, rows, batch_size).epoch(gen)
 
     def autocast(self) -> torch.autocast:
-        """Mixed precision on CUDA (bf16 where supported), a no-op on CPU: for methods' inference code."""
+        """The training steps' mixed precision (CUDA amp; bf16 on the CPU with ``cpu_amp``), for a method whose
+        scoring is too costly in float32 (the causal LMs) — its final logits must still be float32 products
+        (``ctrbench_plm.yes_no.answer_logits``); `predict` itself scores in float32."""
         return self.engine.autocast()
 
     # -- phases -------------------------------------------------------------------------------------
@@ -158,14 +160,17 @@ class Trainer:
                 forward: Callable[[nn.Module, Batch], torch.Tensor] | None = None,
                 batch_size: int | None = None) -> np.ndarray:
         """Click probabilities for a split, in the split's row order (batches of ``train.eval_batch_size``
-        unless ``batch_size`` is given)."""
+        unless ``batch_size`` is given).
+
+        In float32 even when training runs under mixed precision: a logit from a bf16 matmul has 8 significant
+        bits, so nearby scores tie (a bf16 DNN scored 7,286 test rows with ~1,000 distinct values) and AUC is
+        partly a coin toss over ties. Scoring is a small share of a run's time."""
         model.eval()
         dd = self.device_data(data)
         rows = torch.from_numpy(np.array(data.splits[split], dtype=np.int64))
         outs = []
         for batch in self.batches(dd, rows, batch_size or self.config.eval_batch_size):
-            with self.autocast():
-                logit = forward(model, batch) if forward else model(batch)
+            logit = forward(model, batch) if forward else model(batch)
             outs.append(torch.sigmoid(logit.float()).cpu())
         return torch.cat(outs).numpy().astype(np.float64) if outs else np.zeros(0)
 
@@ -179,9 +184,8 @@ class Trainer:
         rows = torch.as_tensor(np.asarray(data.splits["test"][:batch_size]), dtype=torch.long)
         batch = dd.batch(rows)
 
-        def call() -> torch.Tensor:
-            with self.autocast():
-                return forward(model, batch) if forward else model(batch)
+        def call() -> torch.Tensor:  # the precision `predict` scores in
+            return forward(model, batch) if forward else model(batch)
 
         return time_per_batch(call, self.device, repeats)
 

@@ -1,4 +1,4 @@
-"""``train.cpu_amp``: bf16 autocast on the CPU is opt-in, reaches the training steps and methods' scoring, keeps
+"""``train.cpu_amp``: bf16 autocast on the CPU is opt-in, reaches the training steps (scoring stays float32), keeps
 float32 master weights, and keys cached stages apart from their float32 twins."""
 
 from __future__ import annotations
@@ -50,6 +50,22 @@ def test_training_steps_run_in_bf16_with_float32_weights(tiny_data):
     assert all(p.dtype is torch.float32 for p in model.parameters())
     with trainer.autocast():
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") is torch.bfloat16
+
+
+def test_scoring_is_float32_after_bf16_training_so_scores_do_not_tie(tiny_data):
+    """Training under bf16, scoring not: the probabilities are the float32 model's, computed here by hand, and
+    have (almost) as many distinct values as rows; the bf16 forward pass would tie many of them."""
+    model, trainer = _fit(tiny_data, cpu_amp=True)
+    model.eval()
+    rows = torch.as_tensor(np.asarray(tiny_data.splits["test"]), dtype=torch.long)
+    batch = trainer.device_data(tiny_data).batch(rows)
+    with torch.no_grad():
+        reference = torch.sigmoid(model(batch)).double().numpy()  # float32, no autocast
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            rounded = torch.sigmoid(model(batch).float()).numpy()
+    p = trainer.predict(model, tiny_data, "test")
+    np.testing.assert_allclose(p, reference, rtol=1e-6, atol=1e-7)
+    assert len(np.unique(p)) >= 0.95 * len(p) > len(np.unique(rounded))
 
 
 def test_default_cpu_steps_stay_float32(tiny_data):

@@ -87,11 +87,11 @@ def row_tokens(ctx: RunContext, plm: Any, max_length: int, fields: list[str] | N
 @torch.no_grad()
 def row_logits(ctx: RunContext, model: nn.Module, rows: torch.Tensor,
                forward: Callable[[nn.Module, Batch], torch.Tensor] | None = None) -> np.ndarray:
-    """Logits of ``model`` on arbitrary dataset rows (``Trainer.predict`` scores whole splits only)."""
+    """Logits of ``model`` on arbitrary dataset rows (``Trainer.predict`` scores whole splits only), in float32
+    like ``Trainer.predict``."""
     trainer = ctx.trainer
     model.eval()
     outs = []
     for batch in trainer.batches(trainer.device_data(ctx.data), rows, trainer.config.eval_batch_size):
-        with trainer.autocast():
-            outs.append((forward(model, batch) if forward else model(batch)).float().cpu())
+        outs.append((forward(model, batch) if forward else model(batch)).float().cpu())
     return torch.cat(outs).numpy() if outs else np.zeros(0, np.float32)
