@@ -32,6 +32,7 @@ __all__ = [
     "rel_impr",
     "rela_impr",
     "significance_mark",
+    "tied_pair_fraction",
 ]
 
 _METHODS = ("holm", "bh", "none")
@@ -113,6 +114,26 @@ def auc(y: np.ndarray, p: np.ndarray) -> float:
         return float("nan")
     ranks = _sps.rankdata(pf)  # "average" method = midranks
     return float((ranks[yb].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def tied_pair_fraction(y: np.ndarray, p: np.ndarray) -> float:
+    """The fraction of (positive, negative) pairs whose scores are equal.
+
+    `auc` counts each such pair as half a win, so breaking the ties one way or the other could move the AUC by
+    up to half this fraction: the board reports that bound, because scores that tie (a bf16 logit has 8
+    significant bits; a collapsed model gives one value) make part of the AUC a coin toss. nan with one class.
+    """
+    yb = _as_labels(y)
+    pf = _as_1d(p, "p")
+    _check_same_length(yb, ("p", pf))
+    n_pos = int(yb.sum())
+    n_neg = yb.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    _, group = np.unique(pf, return_inverse=True)
+    pos = np.bincount(group, weights=yb.astype(np.float64))
+    neg = np.bincount(group, weights=(~yb).astype(np.float64))
+    return float((pos * neg).sum() / (n_pos * n_neg))
 
 
 def logloss(y: np.ndarray, p: np.ndarray, eps: float = 1e-7) -> float:

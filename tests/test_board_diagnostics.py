@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
+
 from ctrbench.leaderboard.diagnostics import diagnostic_lines
+from ctrbench.leaderboard.ties import tie_lines
 
 
 def run(method: str, metrics: dict, pretrain: bool = True, label: str = "cp", seed: int = 1):
@@ -69,3 +72,25 @@ def test_cela_line_reports_retrieval_before_and_after_against_chance():
 
 def test_cela_runs_without_roma_print_nothing():
     assert diagnostic_lines(board(run("cela", {"test_auc": 0.7}))) == []
+
+
+def scored(label: str, seed: int, y: np.ndarray, p: np.ndarray):
+    spec = SimpleNamespace(labels={"dataset": "d", "seed": str(seed)}, dataset=SimpleNamespace(name="d"), seed=seed,
+                           config_label=lambda: label, run_id=label)
+    return SimpleNamespace(spec=spec, predictions=lambda: {"test_y": y, "test_p": p})
+
+
+def test_tied_scores_are_reported_with_their_auc_bound_and_distinct_scores_are_not():
+    rng = np.random.default_rng(0)
+    y = (rng.random(2000) < 0.3).astype(np.int64)
+    logit = rng.normal(size=2000) + y
+    exact = scored("float32", 1, y, 1 / (1 + np.exp(-logit)))
+    coarse = scored("coarse", 1, y, 1 / (1 + np.exp(-np.round(logit * 4) / 4)))  # a few distinct values
+    assert tie_lines(SimpleNamespace(ok={("d", "a"): [exact]})) == []
+    lines = tie_lines(SimpleNamespace(ok={("d", "a"): [exact], ("d", "b"): [coarse]}))
+    pos, neg = coarse.predictions()["test_p"][y == 1][:, None], coarse.predictions()["test_p"][y == 0][None, :]
+    bound = float((pos == neg).mean()) / 2  # direct pairwise count
+    assert lines[0].startswith("**Tied scores:** 1 of 2 runs") and f"±{bound:.4f}" in lines[0]
+    distinct = len(np.unique(coarse.predictions()["test_p"]))
+    assert f"| coarse | d | 1 | {distinct:,} | 2,000 | {bound:.4f} |" in lines
+    assert not any("float32" in line for line in lines[1:])

@@ -61,6 +61,23 @@ def test_auc_matches_bruteforce_with_ties(seed: int) -> None:
     assert stats.auc(y, p) == pytest.approx(brute_auc(y, p), abs=1e-12)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tied_pair_fraction_is_the_pairwise_count_and_bounds_the_auc(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, size=300)
+    p = rng.integers(0, 12, size=300) / 12.0 + 0.05 * y
+    pos, neg = p[y == 1][:, None], p[y == 0][None, :]
+    assert stats.tied_pair_fraction(y, p) == pytest.approx(float((pos == neg).mean()), abs=1e-12)
+    # breaking every tie for the positives (or against them) moves the AUC by exactly half the fraction
+    best = float((pos > neg).mean() + (pos == neg).mean())
+    worst = float((pos > neg).mean())
+    half = stats.tied_pair_fraction(y, p) / 2
+    assert best - stats.auc(y, p) == pytest.approx(half) and stats.auc(y, p) - worst == pytest.approx(half)
+    assert stats.tied_pair_fraction(y, rng.random(300)) == 0.0  # continuous scores do not tie
+    assert stats.tied_pair_fraction(y, np.full(300, 0.3)) == 1.0  # a constant predictor ties every pair
+    assert math.isnan(stats.tied_pair_fraction(np.zeros(5), np.arange(5.0)))
+
+
 def test_auc_tiny_hand_example() -> None:
     # positives {0.8, 0.4}, negatives {0.3, 0.4, 0.9}
     # pairs: 0.8 beats 0.3, 0.4 -> 2; 0.4 beats 0.3, ties 0.4 -> 1.5; total 3.5 / 6

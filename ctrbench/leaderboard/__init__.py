@@ -25,6 +25,7 @@ from ctrbench.leaderboard.footer import DIRTY_WARNING, dirty_warning, footer
 from ctrbench.leaderboard.formatting import esc
 from ctrbench.leaderboard.layouts import Figure, Rendered, layouts
 from ctrbench.leaderboard.significance import Comparison, note
+from ctrbench.leaderboard.ties import tie_lines
 from ctrbench.store import StoredRun
 from ctrbench.suite import Suite, expand
 
@@ -60,6 +61,7 @@ def _render(suite: Suite, runs: Sequence[StoredRun], generated_by: str) -> tuple
         for fig in rendered.figures:
             lines += [f"![{esc(fig.caption)}]({figure_path('.', suite, fig).name})", ""]
     lines += _run_notes(board, suite)
+    lines += tie_lines(board)
 
     notes = ["AUC and Logloss on the test split: mean ± sample standard deviation over seeds (the ± is left out "
              "for a single seed); the best value per dataset is in bold. A cell with fewer usable seeds than the "

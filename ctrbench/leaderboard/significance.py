@@ -112,7 +112,8 @@ def compare(board: Board) -> list[Comparison]:
             for (key, base, dataset, seeds, diffs, delong, test, p), adj in zip(pending, adjusted, strict=True)]
 
 
-def _test_predictions(run: StoredRun) -> tuple[np.ndarray, np.ndarray] | None:
+def load_test_predictions(run: StoredRun) -> tuple[np.ndarray, np.ndarray] | None:
+    """A run's test labels and scores, or None (logged) when its predictions cannot be read."""
     try:
         preds = run.predictions()
         return np.asarray(preds["test_y"]), np.asarray(preds["test_p"])
@@ -125,7 +126,7 @@ def _test_predictions(run: StoredRun) -> tuple[np.ndarray, np.ndarray] | None:
 def _delong_p(run: StoredRun, base: StoredRun, cache: dict[str, tuple[np.ndarray, np.ndarray] | None]) -> float:
     for r in (run, base):
         if r.spec.run_id not in cache:
-            cache[r.spec.run_id] = _test_predictions(r)
+            cache[r.spec.run_id] = load_test_predictions(r)
     pa, pb = cache[run.spec.run_id], cache[base.spec.run_id]
     if pa is None or pb is None:
         return math.nan
