@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from statistics import median
 
+import numpy as np
+
 from ctrbench.leaderboard.board import Board, dataset_of, seed_of
 from ctrbench.leaderboard.formatting import esc
 from ctrbench.leaderboard.significance import load_test_predictions
@@ -25,7 +27,7 @@ def tie_bounds(board: Board) -> list[tuple[object, int, int, float]]:
     """(run, distinct test scores, test rows, AUC bound) for every run shown whose ties could move its AUC by
     at least `TIE_NOTE_THRESHOLD`, worst first."""
     found = []
-    for (_, _), runs in board.ok.items():
+    for runs in board.ok.values():
         for run in runs:
             preds = load_test_predictions(run)
             if preds is None:
@@ -33,7 +35,7 @@ def tie_bounds(board: Board) -> list[tuple[object, int, int, float]]:
             y, p = preds
             bound = tied_pair_fraction(y, p) / 2
             if not math.isnan(bound) and bound >= TIE_NOTE_THRESHOLD:
-                found.append((run, len(set(p.tolist())), len(p), bound))
+                found.append((run, len(np.unique(p)), len(p), bound))
     return sorted(found, key=lambda x: (-x[3], x[0].spec.run_id))  # type: ignore[attr-defined]
 
 
