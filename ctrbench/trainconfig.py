@@ -34,8 +34,16 @@ class TrainConfig:
     embedding_regularizer: float = 0.0
     net_regularizer: float = 0.0
     embedding_init: str = "default"
+    # sparse gradients for the CTR backbones' embedding tables, stepped by a lazy Adam (only looked-up rows and
+    # their moments move; ctrbench/engine/sparse.py): for million-row tables; other numbers than dense AdamW
+    sparse_embeddings: bool = False
 
     def __post_init__(self) -> None:
+        if self.sparse_embeddings and (self.weight_decay or self.embedding_regularizer):
+            key = "weight_decay" if self.weight_decay else "embedding_regularizer"
+            raise ValueError(f"train.sparse_embeddings: train.{key} would update every row of the embedding tables "
+                             "each step (a dense update); set it to 0 (train.net_regularizer still penalises the "
+                             "other weights)")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"train.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.embedding_init not in EMBEDDING_INITS:

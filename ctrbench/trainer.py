@@ -32,6 +32,7 @@ from ctrbench.engine import (
     l2_regularizer,
     seed_everything,
 )
+from ctrbench.engine.sparse import sparse_gradients, sparse_tables, without
 from ctrbench.errors import RunError
 from ctrbench.models.base import Batch
 from ctrbench.trainconfig import TRAIN_CHOICES, TRAIN_KEYS, TrainConfig
@@ -150,9 +151,11 @@ class Trainer:
         source = self.row_source(data, self.train_rows(data))
         groups = params if params is not None else [p for p in model.parameters() if p.requires_grad]
         monitor = self.valid_monitor(model, data, lambda: self.predict(model, data, "valid", forward))
-        phase = self.phase("train", source, lambda batch: loss_fn(model, batch), groups, model=model,
-                           monitor=monitor)
-        return self.engine.run(phase)
+        tables = sparse_tables(model) if self.config.sparse_embeddings else []
+        with sparse_gradients(tables) as sparse:
+            phase = self.phase("train", source, lambda batch: loss_fn(model, batch), without(groups, sparse),
+                               model=model, monitor=monitor, sparse_params=sparse)
+            return self.engine.run(phase)
 
     # -- inference ----------------------------------------------------------------------------------
     @torch.no_grad()

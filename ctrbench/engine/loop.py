@@ -28,6 +28,7 @@ from ctrbench.engine.flat import FlatGroups
 from ctrbench.engine.monitor import ValidationAUC
 from ctrbench.engine.schedule import lr_factor, warmup_steps
 from ctrbench.engine.sources import Source
+from ctrbench.engine.sparse import SparseTables, clip_grad_norm
 from ctrbench.errors import RunError
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,9 @@ class Phase:
     was masked). ``params`` are parameters or AdamW parameter groups (a group may carry its own ``lr``: ClickPrompt
     finetunes its PLM at a smaller rate than the CTR part). ``warmup`` < 1 is a fraction of the planned steps.
     ``model`` is put in train mode at each epoch (the monitor's predictions switch it to eval). ``regularizer``
-    is added to every batch's loss (FuxiCTR's embedding/net L2, `engine.regularizers`).
+    is added to every batch's loss (FuxiCTR's embedding/net L2, `engine.regularizers`). ``sparse_params`` are
+    embedding tables with sparse gradients, stepped by a lazy Adam instead of AdamW (`engine.sparse`); they must
+    not also be in ``params``.
     """
 
     name: str
@@ -90,6 +93,7 @@ class Phase:
     warmup: float = 0.0
     monitor: ValidationAUC | None = None
     regularizer: Callable[[], torch.Tensor] | None = None
+    sparse_params: Sequence[nn.Parameter] = ()
 
     def __post_init__(self) -> None:
         if self.monitor is not None and self.model is None:
@@ -124,19 +128,24 @@ class _Running:
                                      fused=device.type in ("cpu", "cuda"))
         self.flat: FlatGroups | None = None  # set after the first backward when every parameter got a gradient
         self.flat_checked = False
+        self.sparse = SparseTables(phase.sparse_params, phase.lr) if phase.sparse_params else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=scaler_enabled)
-        self.schedule = None
+        self.schedules: list[torch.optim.lr_scheduler.LambdaLR] = []
         if phase.schedule != "constant" or phase.warmup:
             total = rounds * phase.epochs * phase.source.num_batches()  # the whole alternation, not one round
             factor = lr_factor(phase.schedule, warmup_steps(phase.warmup, total), total)
-            self.schedule = torch.optim.lr_scheduler.LambdaLR(self.opt, factor)
+            self.schedules = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in self.optimizers()]
         self.epochs_run = 0
         self.steps = 0
         self.seconds = 0.0
         self.done = False
         self.history: list[dict[str, float]] = []
 
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.opt] if self.sparse is None else [self.opt, self.sparse.optimizer]
+
     def trainable(self) -> list[nn.Parameter]:
+        """The AdamW parameters (flat or not); the sparse tables are `sparse`'s."""
         if self.flat is not None:
             return self.flat.trainable()
         return [p for g in self.opt.param_groups for p in g["params"]]
@@ -262,24 +271,33 @@ class Engine:
         return torch.autocast(self.device.type, dtype=dtype)
 
     def _step(self, state: _Running, loss: torch.Tensor) -> None:
-        opt, scaler = state.opt, state.scaler
+        opt, scaler, sparse = state.opt, state.scaler, state.sparse
         if state.flat is not None:
             state.flat.zero_grad()
         else:
             opt.zero_grad(set_to_none=True)
+        if sparse is not None:
+            sparse.zero_grad()
         scaler.scale(loss).backward()
+        if sparse is not None:
+            sparse.check(self.run_name)
         if not state.flat_checked:
             state.flat_checked = True
             if self.flat_params and FlatGroups.applies(opt):
                 state.flat = FlatGroups(opt)
                 state.flat.attach()
         if state.phase.grad_clip:
-            scaler.unscale_(opt)
-            nn.utils.clip_grad_norm_(state.trainable(), state.phase.grad_clip)
-        scaler.step(opt)
+            for o in state.optimizers():
+                scaler.unscale_(o)
+            if sparse is None:
+                nn.utils.clip_grad_norm_(state.trainable(), state.phase.grad_clip)
+            else:
+                clip_grad_norm(state.trainable(), sparse, state.phase.grad_clip)
+        for o in state.optimizers():
+            scaler.step(o)
         scaler.update()
-        if state.schedule is not None:
-            state.schedule.step()
+        for schedule in state.schedules:
+            schedule.step()
         state.steps += 1
 
 

@@ -71,7 +71,9 @@ class FieldEmbedding(nn.Module):
     """Per-field embedding tables stored as one matrix with row offsets.
 
     One gather for all fields is several times faster on CPU than F separate lookups; ``table(name)``
-    still exposes each field's own rows (a view of the shared weight, so gradients flow to it).
+    still exposes each field's own rows (a view of the shared weight, so gradients flow to it). With ``sparse``
+    (set by the trainer for ``train.sparse_embeddings``, `ctrbench.engine.sparse`) ``forward`` and ``lookup``
+    give the table a sparse gradient holding only the looked-up rows.
     """
 
     def __init__(self, fields: Sequence[Field], dim: int, init_std: float = 1e-4) -> None:
@@ -83,6 +85,7 @@ class FieldEmbedding(nn.Module):
         self.register_buffer("offsets", offsets, persistent=False)
         self.weight = nn.Parameter(torch.empty(sum(self.vocab_sizes), dim))
         nn.init.normal_(self.weight, std=init_std)
+        self.sparse = False
 
     @property
     def num_fields(self) -> int:
@@ -108,23 +111,31 @@ class FieldEmbedding(nn.Module):
         first-order weights at batch 256 (benchmarks/README.md, "Where a small model's step goes"). On CUDA
         ``index_add_`` accumulates with atomics, so ``embedding`` (deterministic) stays."""
         rows = x + self.offsets
+        if self.sparse:
+            return nn.functional.embedding(rows, self.weight, sparse=True)
         if rows.device.type == "cpu":
             return self.weight.index_select(0, rows.reshape(-1)).view(*rows.shape, self.dim)
         return nn.functional.embedding(rows, self.weight)
 
     def table(self, name: str) -> torch.Tensor:
         """The embedding rows of one field: float[vocab_size, dim] (a view; index 0 = unknown)."""
+        j = self._field(name)
+        start = int(self.offsets[j])
+        return self.weight[start:start + self.vocab_sizes[j]]
+
+    def lookup(self, name: str, index: torch.Tensor) -> torch.Tensor:
+        """Rows ``index`` (field-local, 0 = unknown) of one field's table: float[*index.shape, dim]."""
+        if self.sparse:  # through the whole weight: a slice's backward would make the gradient dense
+            return nn.functional.embedding(index + self.offsets[self._field(name)], self.weight, sparse=True)
+        return nn.functional.embedding(index, self.table(name))
+
+    def _field(self, name: str) -> int:
         if name not in self.field_names:
             from ctrbench.registry import did_you_mean
 
             raise KeyError(f"no embedding table for field '{name}'{did_you_mean(name, self.field_names)}; "
                            f"fields: {', '.join(self.field_names)}")
-        j = self.field_names.index(name)
-        start = int(self.offsets[j])
-        return self.weight[start:start + self.vocab_sizes[j]]
-
-    def lookup(self, name: str, index: torch.Tensor) -> torch.Tensor:
-        return nn.functional.embedding(index, self.table(name))
+        return self.field_names.index(name)
 
 
 class CTRBackbone(nn.Module):
