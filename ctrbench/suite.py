@@ -24,7 +24,7 @@ from ctrbench.kinds import kind as kind_of
 from ctrbench.names import InvalidName, check_slug
 from ctrbench.registry import did_you_mean
 from ctrbench.spec import ComponentRef, RunSpec
-from ctrbench.trainconfig import TRAIN_CHOICES, TRAIN_KEYS
+from ctrbench.trainconfig import TRAIN_CHOICES, TRAIN_KEYS, TrainConfig
 
 SCHEMA_VERSION = 1
 ANALYSES = ("overall", "compat", "ablation", "longtail", "headtail", "efficiency")
@@ -421,8 +421,25 @@ def parse_suite(raw: dict[str, Any], ctx: _Ctx) -> Suite:
     specs = expand(suite)
     if not specs:
         raise ctx.error("exclude" if suite.exclude else "grid", "the suite expands to zero runs")
+    _check_train_combinations(specs, ctx)
     check_comparisons(suite, specs, ctx)
     return suite
+
+
+def _check_train_combinations(specs: list[RunSpec], ctx: _Ctx) -> None:
+    """Each run's ``train:`` as a whole (keys that exclude each other, e.g. ``sparse_embeddings`` with
+    ``weight_decay``), once per distinct setting, so the error comes at validate, not from the run."""
+    seen: set[str] = set()
+    for spec in specs:
+        key = repr(sorted(spec.train.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            TrainConfig(**spec.train)
+        except ValueError as exc:
+            where = ", ".join(f"{k} {v}" for k, v in spec.labels.items() if k != "seed")
+            raise ctx.error("train", f"{exc} (run: {where})") from None
 
 
 def _pattern(ctx: _Ctx, key: str, value: Any) -> dict[str, str]:

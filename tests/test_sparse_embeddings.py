@@ -234,3 +234,17 @@ def test_the_benchmark_script_runs_end_to_end(tmp_path):
     aucs = result["auc"]
     assert len(aucs["dense"]) == len(aucs["sparse"]) == 1 and 0.5 < min(aucs["dense"] + aucs["sparse"]) < 1
     assert aucs["mean_difference"] == round(aucs["sparse"][0] - aucs["dense"][0], 4)
+
+
+def test_validate_names_the_conflicting_train_keys_of_a_run(tmp_path):
+    from ctrbench.errors import SuiteError
+    from ctrbench.suite import load_suite
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text("schema_version: 1\nname: s\ndatasets: [synthetic]\nseeds: [1]\n"
+                     "defaults: {ctr: fm, train: {sparse_embeddings: true}}\n"
+                     "variants:\n  plain: {}\n  decayed: {train.weight_decay: 0.01}\n")
+    with pytest.raises(SuiteError, match=r"key 'train': train.sparse_embeddings: train.weight_decay .*variant decayed"):
+        load_suite(suite)
+    suite.write_text(suite.read_text().replace("train.weight_decay: 0.01", "train.net_regularizer: 0.01"))
+    assert len(load_suite(suite).runs) == 2
