@@ -129,20 +129,18 @@ class _Running:
         self.flat: FlatGroups | None = None  # set after the first backward when every parameter got a gradient
         self.flat_checked = False
         self.sparse = SparseTables(phase.sparse_params, phase.lr) if phase.sparse_params else None
+        self.optimizers: list[torch.optim.Optimizer] = [self.opt] + ([self.sparse.optimizer] if self.sparse else [])
         self.scaler = torch.amp.GradScaler("cuda", enabled=scaler_enabled)
         self.schedules: list[torch.optim.lr_scheduler.LambdaLR] = []
         if phase.schedule != "constant" or phase.warmup:
             total = rounds * phase.epochs * phase.source.num_batches()  # the whole alternation, not one round
             factor = lr_factor(phase.schedule, warmup_steps(phase.warmup, total), total)
-            self.schedules = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in self.optimizers()]
+            self.schedules = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in self.optimizers]
         self.epochs_run = 0
         self.steps = 0
         self.seconds = 0.0
         self.done = False
         self.history: list[dict[str, float]] = []
-
-    def optimizers(self) -> list[torch.optim.Optimizer]:
-        return [self.opt] if self.sparse is None else [self.opt, self.sparse.optimizer]
 
     def trainable(self) -> list[nn.Parameter]:
         """The AdamW parameters (flat or not); the sparse tables are `sparse`'s."""
@@ -287,13 +285,13 @@ class Engine:
                 state.flat = FlatGroups(opt)
                 state.flat.attach()
         if state.phase.grad_clip:
-            for o in state.optimizers():
+            for o in state.optimizers:
                 scaler.unscale_(o)
             if sparse is None:
                 nn.utils.clip_grad_norm_(state.trainable(), state.phase.grad_clip)
             else:
                 clip_grad_norm(state.trainable(), sparse, state.phase.grad_clip)
-        for o in state.optimizers():
+        for o in state.optimizers:
             scaler.step(o)
         scaler.update()
         for schedule in state.schedules:
