@@ -107,6 +107,45 @@ def test_cela_end_to_end_on_a_causal_lm_reuses_its_stages(data, tmp_path):
     assert computed == ["cela-dap", "cela-roma", "cela-mf2"]
 
 
+def _dap_gradients(checkpointing: str, monkeypatch) -> tuple[float, dict[str, torch.Tensor], int]:
+    """DAP's loss (CLM + SimCSE, LoRA dropout on) and its adapter gradients; how often an MLP block ran forward
+    (counted on the class: a recomputation in backward fires no module hooks)."""
+    from transformers.models.llama import modeling_llama
+    calls = []
+    forward = modeling_llama.LlamaMLP.forward
+    monkeypatch.setattr(modeling_llama.LlamaMLP, "forward", lambda self, x: (calls.append(1), forward(self, x))[1])
+    enc = _encoder(lora_dropout=0.3, gradient_checkpointing=checkpointing).train()
+    ids, mask = enc.tokenize(["the first item text is longer than the other one", "a short one", "third text",
+                              "x y"], max_length=32)
+    torch.manual_seed(5)  # SimCSE's two dropout views draw from the global generator
+    loss = dap.dap_loss(enc, ids, mask, CELAConfig(alpha=0.5), torch.Generator().manual_seed(1))
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in enc.named_parameters() if p.grad is not None}
+    return loss.item(), grads, len(calls)
+
+
+def test_gradient_checkpointing_recomputes_the_layers_and_leaves_the_gradients_bit_identical(monkeypatch):
+    """Why it may stay out of every stage key: a stage computed with it equals one computed without."""
+    loss_off, grads_off, calls_off = _dap_gradients("off", monkeypatch)
+    loss_on, grads_on, calls_on = _dap_gradients("auto", monkeypatch)  # auto = on for a causal LM
+    layers = len(_encoder().lm.base_model().get_decoder().layers)
+    assert calls_off == 2 * layers  # CLM and SimCSE (both views in one batch): one forward each per layer
+    assert calls_on == 4 * layers  # ... and each once more in backward
+    assert loss_on == loss_off
+    assert grads_off.keys() == grads_on.keys() and len(grads_off) > 0
+    assert all(torch.equal(grads_off[n], grads_on[n]) for n in grads_off)
+    key = CELAConfig(gradient_checkpointing="off")
+    assert key.causal_key() == CELAConfig().causal_key() and key.roma_key() == CELAConfig().roma_key()
+    assert key.dap_key() == CELAConfig().dap_key()
+
+
+def test_gradient_checkpointing_on_a_masked_lm_is_refused_by_name():
+    with pytest.raises(ValueError, match="gradient_checkpointing=on applies to a causal-LM PLM"):
+        wrap(PLUGINS.registry("plm").get("random-bert").create(), CELAConfig(gradient_checkpointing="on"), seed=0)
+    with pytest.raises(ValueError, match="gradient_checkpointing"):
+        CELAConfig(gradient_checkpointing="yes")
+
+
 def test_check_method_passes_on_the_causal_family():
     check_method(cela, config=QUICK, needs=MethodNeeds(plm=("masked_lm", "causal_lm"), ctr=True, item_text=True),
                  family="causal_lm", name="cela")

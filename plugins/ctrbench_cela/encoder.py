@@ -87,9 +87,14 @@ def wrap(plm: Any, cfg: CELAConfig, seed: int) -> Any:
     """The PLM as CELA's stages use it: a masked LM unchanged; a causal LM with LoRA adapters added (under
     ``seed``, so every stage that rebuilds it starts from the same adapters) behind `CausalTextEncoder`."""
     if not is_causal(plm):
+        if cfg.gradient_checkpointing == "on":
+            raise ValueError(f"cela: gradient_checkpointing=on applies to a causal-LM PLM; {plm.name} is a masked LM "
+                             "(set it to auto or off)")
         return plm
     plm.add_lora(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
                  target_modules=list(cfg.lora_targets) if cfg.lora_targets else None, seed=seed)
+    if cfg.gradient_checkpointing != "off":
+        plm.enable_gradient_checkpointing()
     return CausalTextEncoder(plm, cfg.causal_pooling)
 
 
