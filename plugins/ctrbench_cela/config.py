@@ -96,8 +96,9 @@ class CELAConfig:
     lora_targets: Sequence[str] = ()
     causal_pooling: str = "mean"
     # recompute a causal LM's activations in backward: ROMA's batch of 128 texts through SmolLM2-135M peaks at
-    # about 11 GB resident without it and 2.3 GB with it, so two workers fit a 24 GB machine. Gradients are
-    # bit-identical either way (tests/test_cela_causal.py), so it is in no stage key. auto = on for a causal LM.
+    # about 11 GB resident without it and 2.3 GB with it (at about twice the ROMA time on a CPU), so two workers
+    # fit a 24 GB machine. Gradients are bit-identical either way (tests/test_cela_causal.py), so it is in no
+    # stage key. auto = on for a causal LM.
     gradient_checkpointing: str = "auto"
 
     def __post_init__(self) -> None:
