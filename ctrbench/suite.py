@@ -270,10 +270,26 @@ def _component(ctx: _Ctx, key: str, value: Any, *, allow_none: bool = False) -> 
 
 
 def _check_train(ctx: _Ctx, key: str, train: Any) -> dict[str, Any]:
+    """Every bad training setting of the mapping in one error (a user fixing a suite should not have to run
+    validate once per typo)."""
     ctx.expect(key, train, dict, "a mapping of training settings")
-    ctx.known_keys(key, train, list(TRAIN_KEYS))
+    problems: list[tuple[str, str]] = []
     for k, v in train.items():
-        _check_train_value(ctx, f"{key}.{k}", k, v)
+        path = f"{key}.{k}"
+        if k not in TRAIN_KEYS:
+            problems.append((path, f"unknown key{did_you_mean(str(k), list(TRAIN_KEYS))}"))
+            continue
+        try:
+            _check_train_value(ctx, path, k, v)
+        except SuiteError as exc:
+            problems.append((path, str(exc).split(f"key '{path}': ", 1)[-1]))
+    if len(problems) == 1:
+        raise ctx.error(*problems[0])
+    if problems:
+        first = min((ctx.lines.get(p) or 0 for p, _ in problems))
+        where = f"{ctx.path}:{first}" if first else ctx.path
+        raise SuiteError(f"{where}: {len(problems)} bad training settings: "
+                         + "; ".join(f"key '{p}': {m}" for p, m in problems))
     return dict(train)
 
 

@@ -170,3 +170,20 @@ def test_two_bad_values_are_both_reported(tmp_path):
         plan(suite, load_plugins())
     assert str(info.value) == (f"{path}: ctr: ctr 'dnn': embed_dim must be an integer, got str '8'; "
                                "batch_norm must be true or false, got str 'no'")
+
+
+def test_every_bad_training_setting_is_reported_at_once(tmp_path):
+    path = tmp_path / "suite.yaml"
+    path.write_text("schema_version: 1\nname: t\ndatasets: [synthetic]\ndefaults:\n  train:\n    epochs: 0\n"
+                    "    batchsize: 64\n    lr: .nan\n    cpu_amp: 'yes'\n")
+    with pytest.raises(SuiteError) as info:
+        load_suite(path)
+    assert str(info.value) == (
+        f"{path}:6: 4 bad training settings: key 'defaults.train.epochs': must be at least 1, got 0; "
+        "key 'defaults.train.batchsize': unknown key (did you mean 'batch_size', 'eval_batch_size'?); "
+        "key 'defaults.train.lr': must be a finite number, got nan; "
+        "key 'defaults.train.cpu_amp': expected true or false, got str 'yes'")
+    path.write_text(path.read_text().replace("    batchsize: 64\n    lr: .nan\n    cpu_amp: 'yes'\n", ""))
+    with pytest.raises(SuiteError) as info:  # one bad setting: the single-key form, with its line
+        load_suite(path)
+    assert str(info.value) == f"{path}:6: key 'defaults.train.epochs': must be at least 1, got 0"
