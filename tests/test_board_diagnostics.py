@@ -29,11 +29,27 @@ def test_cached_stages_say_not_measured():
     assert "not measured" in line and "1 ClickPrompt runs" in line
 
 
-def test_below_the_gate_warns_with_min_and_median():
+def test_every_run_below_the_gate_warns_with_min_and_median():
     lines = diagnostic_lines(board(run("clickprompt", {"pamlm_id_gap": 0.004}),
-                                   run("clickprompt", {"pamlm_id_gap": 0.2}),
-                                   run("clickprompt", {"pamlm_id_gap": 0.1})))
-    assert "below the gate" in lines[0] and "min 0.004, median 0.100 nats over 3 runs" in lines[0]
+                                   run("clickprompt", {"pamlm_id_gap": 0.02}),
+                                   run("clickprompt", {"pamlm_id_gap": 0.01})))
+    assert "below the gate** (min 0.004, median 0.010 nats over 3 runs)" in lines[0]
+    assert "this board cannot speak to ClickPrompt's mechanism" in lines[0]
+
+
+def test_some_runs_below_the_gate_are_named_and_the_rest_counted():
+    lines = diagnostic_lines(board(run("clickprompt", {"pamlm_id_gap": 0.2}, label="dcnv2", seed=1),
+                                   run("clickprompt", {"pamlm_id_gap": 0.046, "pamlm_id_gap_se": 0.0221},
+                                       label="autoint", seed=4),
+                                   run("clickprompt", {"pamlm_id_gap": 0.1}, label="autoint", seed=1),
+                                   run("clickprompt", {"pamlm_id_gap": 0.004}, label="dnn", seed=2)))
+    assert "below the gate on 2 of 4 runs** (autoint seed 4: 0.046 ± 0.022, dnn seed 2: 0.004); the other 2 " \
+           "clear it (median 0.073 nats over all 4)" in lines[0]
+    assert "cells holding them cannot speak to ClickPrompt's mechanism on those seeds" in lines[0]
+    many = [run("clickprompt", {"pamlm_id_gap": 0.001 * k}, label="dnn", seed=k) for k in range(1, 8)]
+    lines = diagnostic_lines(board(*many, run("clickprompt", {"pamlm_id_gap": 0.3}, label="dcnv2")))
+    assert "below the gate on 7 of 8 runs** (dnn seed 1: 0.001, " in lines[0]
+    assert " and 2 more); the other run clears it" in lines[0]
 
 
 def test_clearing_the_gate_counts_unmeasured_runs():

@@ -17,6 +17,7 @@ from ctrbench.leaderboard.board import Board
 
 ALIGNMENT_METRIC = "pamlm_id_gap"
 ALIGNMENT_GATE = 0.05
+MAX_NAMED = 5  # runs below the gate named in the header; the per-run table lists them all
 
 
 def _pretrained_clickprompt(run: object) -> bool:
@@ -43,7 +44,19 @@ def _clickprompt_lines(board: Board) -> list[str]:
                 ""]
     low, mid = min(gaps), median(gaps)
     tail = f"; {unmeasured} runs' stages were not measured" if unmeasured else ""
-    if low < ALIGNMENT_GATE:
+    below = [r for r in runs if float(r.result.metrics.get(ALIGNMENT_METRIC, math.nan)) < ALIGNMENT_GATE]
+    if below and len(below) < len(gaps):
+        # Name the failing runs: one marginal seed must not read as "the whole board fails", nor be hidden by it.
+        named = ", ".join(f"{r.spec.config_label()} seed {r.spec.seed}: {_gap_text(r.result.metrics)}"
+                          for r in sorted(below, key=lambda r: (r.spec.config_label(), r.spec.seed))[:MAX_NAMED])
+        more = f" and {len(below) - MAX_NAMED} more" if len(below) > MAX_NAMED else ""
+        rest = len(gaps) - len(below)
+        others = "the other run clears it" if rest == 1 else f"the other {rest} clear it"
+        head = [f"> **⚠ {what}: below the gate on {len(below)} of {len(gaps)} runs** ({named}{more}); {others} "
+                f"(median {mid:.3f} nats over all {len(gaps)}{tail}). On the runs "
+                "below it the prompts act as a shared soft prefix, not as carriers of each sample's IDs, so the "
+                "cells holding them cannot speak to ClickPrompt's mechanism on those seeds.", ""]
+    elif below:
         head = [f"> **⚠ {what}: below the gate** (min {low:.3f}, median {mid:.3f} nats over {len(gaps)} runs"
                 f"{tail}). The prompts act as a shared soft prefix, not as carriers of each sample's IDs: this "
                 "board cannot speak to ClickPrompt's mechanism.", ""]
@@ -51,6 +64,11 @@ def _clickprompt_lines(board: Board) -> list[str]:
         head = [f"> **{what}: clears the gate** (min {low:.3f}, median {mid:.3f} nats over {len(gaps)} runs"
                 f"{tail}).", ""]
     return head + _per_run(runs)
+
+
+def _gap_text(metrics: dict) -> str:
+    gap, se = float(metrics[ALIGNMENT_METRIC]), float(metrics.get("pamlm_id_gap_se", math.nan))
+    return f"{gap:.3f} ± {se:.3f}" if math.isfinite(se) else f"{gap:.3f}"
 
 
 def _per_run(runs: list) -> list[str]:
