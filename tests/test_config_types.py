@@ -31,10 +31,10 @@ defaults:
 """
 
 
-def _plan(tmp_path: Path, overrides: list[str], extra: list[tuple[str, object]] | None = None) -> None:
+def _plan(tmp_path: Path, overrides: list[str], extra: list[tuple[str, object]] | None = None) -> list:
     path = tmp_path / "suite.yaml"
     path.write_text(textwrap.dedent(SUITE))
-    plan(load_suite(path, overrides), load_plugins(extra=extra))
+    return plan(load_suite(path, overrides), load_plugins(extra=extra))
 
 
 def _error(tmp_path: Path, overrides: list[str], extra: list[tuple[str, object]] | None = None) -> str:
@@ -75,8 +75,11 @@ def test_method_and_plm_values_are_typed(tmp_path):
 
 
 def test_good_values_pass(tmp_path):
-    _plan(tmp_path, ["ctr={name: dnn, embed_dim: 8, dropout: 0, hidden_units: [8, 4], batch_norm: true}",
-                     "dataset={name: synthetic, num_samples: 500.0}"])
+    specs = _plan(tmp_path, ["ctr={name: dnn, embed_dim: 8, dropout: 0, hidden_units: [8, 4], batch_norm: true}",
+                             "dataset={name: synthetic, num_samples: 500.0}"])
+    assert specs and all(s.ctr.name == "dnn" for s in specs)
+    assert all(s.ctr.config == {"embed_dim": 8, "dropout": 0, "hidden_units": [8, 4], "batch_norm": True}
+               for s in specs)
 
 
 def _third_party(**factories: object) -> types.ModuleType:
