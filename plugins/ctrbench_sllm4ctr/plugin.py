@@ -30,6 +30,6 @@ def ctrbench_register_methods(register: Register) -> None:
              needs=NEEDS, quick_config=QUICK)
     register("sllm4ctr", sllm4ctr,
              summary="TallRec + adaptive temperature (Eq. 2) + label-matching loss (Eq. 4), each switchable",
-             paper="Self-monitoring LLMs for CTR prediction (SLLM4CTR): adaptive temperature and label matching "
-                   "loss; the method as implemented, with its equations: docs/methods/sllm4ctr.md",
+             paper="Anonymous authors, Self-Monitoring Large Language Models for Click-Through Rate Prediction "
+                   "(SLLM4CTR), manuscript under double-blind review (no venue or preprint id in the copy we have)",
              needs=NEEDS, quick_config=QUICK)
