@@ -286,8 +286,8 @@ def _check_train(ctx: _Ctx, key: str, train: Any) -> dict[str, Any]:
     if len(problems) == 1:
         raise ctx.error(*problems[0])
     if problems:
-        first = min((ctx.lines.get(p) or 0 for p, _ in problems))
-        where = f"{ctx.path}:{first}" if first else ctx.path
+        lines = [ctx.lines[p] for p, _ in problems if ctx.lines.get(p)]
+        where = f"{ctx.path}:{min(lines)}" if lines else ctx.path
         raise SuiteError(f"{where}: {len(problems)} bad training settings: "
                          + "; ".join(f"key '{p}': {m}" for p, m in problems))
     return dict(train)
