@@ -157,6 +157,18 @@ class _Ctx:
         where = f"{self.path}:{line}" if line else self.path
         return SuiteError(f"{where}: key '{key}': {message}" if key else f"{where}: {message}")
 
+    def message_of(self, exc: SuiteError, key: str) -> str:
+        """The message ``error(key, message)`` was built from (the inverse of its format)."""
+        return str(exc).split(f"key '{key}': ", 1)[-1]
+
+    def errors(self, problems: list[tuple[str, str]], what: str) -> SuiteError:
+        """One error for several ``(key, message)`` problems, at the first line any of their keys has."""
+        if len(problems) == 1:
+            return self.error(*problems[0])
+        lines = [self.lines[k] for k, _ in problems if self.lines.get(k)]
+        where = f"{self.path}:{min(lines)}" if lines else self.path
+        return SuiteError(f"{where}: {len(problems)} {what}: " + "; ".join(f"key '{k}': {m}" for k, m in problems))
+
     def expect(self, key: str, value: Any, types: type | tuple[type, ...], what: str) -> Any:
         if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
             raise self.error(key, f"expected {what}, got {value!r}")
@@ -282,14 +294,9 @@ def _check_train(ctx: _Ctx, key: str, train: Any) -> dict[str, Any]:
         try:
             _check_train_value(ctx, path, k, v)
         except SuiteError as exc:
-            problems.append((path, str(exc).split(f"key '{path}': ", 1)[-1]))
-    if len(problems) == 1:
-        raise ctx.error(*problems[0])
+            problems.append((path, ctx.message_of(exc, path)))
     if problems:
-        lines = [ctx.lines[p] for p, _ in problems if ctx.lines.get(p)]
-        where = f"{ctx.path}:{min(lines)}" if lines else ctx.path
-        raise SuiteError(f"{where}: {len(problems)} bad training settings: "
-                         + "; ".join(f"key '{p}': {m}" for p, m in problems))
+        raise ctx.errors(problems, "bad training settings")
     return dict(train)
 
 
