@@ -51,9 +51,9 @@ def _ctx(data: CTRData, tmp_path, method: str, plm: str = "random-t5", plm_confi
 
 def _timed_once(monkeypatch) -> None:
     """Inference timing (20 repeats of 128 prompts) is not under test here: one call, so runs stay short."""
-    from ctrbench_lmbaselines import common
+    from ctrbench_sllm4ctr import method
 
-    monkeypatch.setattr(common, "time_per_batch", lambda call, device, **_: (call(), 1.0)[1])
+    monkeypatch.setattr(method, "time_per_batch", lambda call, device, **_: (call(), 1.0)[1])
 
 
 def _movielens_rows() -> CTRData:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,8 @@ from ctrbench.stats import auc, logloss
 from ctrbench_sllm4ctr.config import TRAIN_DEFAULTS, UNUSED_TRAIN_KEYS, LLMCTRConfig, TallRecConfig
 from ctrbench_sllm4ctr.losses import adaptive_temperature, label_matching_loss
 from ctrbench_sllm4ctr.prompts import PromptBuilder
+
+Prompts = Callable[[np.ndarray], list[str]]
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +103,28 @@ class YesNoLLM:
         self.config = config
         self.train_defaults = config.train_defaults()
 
+    # -- what a subclass may change (the LM baselines: `ctrbench_lmbaselines.common`) -----------------
+    def prompts(self, ctx: RunContext) -> Prompts:
+        """Dataset rows -> their prompts: the configured template. Called before the run's seed is set, so a
+        subclass may run cached stages here (LlamaRec's ID model) without moving the LM's random draws."""
+        return PromptBuilder(ctx.data, self.config.template, self.config.history_items)
+
+    def extra_metrics(self, ctx: RunContext) -> dict[str, float]:
+        """Run metrics beyond the common ones (floats); called after prediction."""
+        return {}
+
     # -- setup --------------------------------------------------------------------------------------
     def _model(self, ctx: RunContext) -> tuple[Any, int]:
         lm = ctx.build_plm()
+        self._check_family(ctx, lm)
+        cfg = self.config
+        trainable = lm.add_lora(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.targets_for(lm.family),
+                                seed=ctx.seed)
+        self._place(ctx, lm)
+        return lm, trainable
+
+    def _check_family(self, ctx: RunContext, lm: Any) -> None:
+        """The run's PLM is an LM this method can score and train with the configured loss."""
         family = getattr(lm, "family", type(lm).__name__)
         if family not in self.FAMILIES:
             raise PluginError(f"method needs a causal LM (plm: smollm2-135m, llama-2-7b, ...) or a seq2seq LM "
@@ -116,11 +138,13 @@ class YesNoLLM:
             raise PluginError(f"method '{ctx.spec.method.name}': loss {cfg.loss!r} needs a PLM with lm_loss and "
                               f"response_ids (ctrbench_plm.yes_no.YesNoLM); '{ctx.spec.plm.name}' has none "
                               "(use loss: yes_no_bce)")
-        trainable = lm.add_lora(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.targets_for(family), seed=ctx.seed)
+
+    def _place(self, ctx: RunContext, lm: Any) -> None:
+        """Onto the run's device, with gradient checkpointing where configured (``auto``: on a GPU)."""
         lm.to(ctx.device)
-        if cfg.gradient_checkpointing == "on" or (cfg.gradient_checkpointing == "auto" and ctx.device.type == "cuda"):
+        gc = self.config.gradient_checkpointing
+        if gc == "on" or (gc == "auto" and ctx.device.type == "cuda"):
             lm.enable_gradient_checkpointing()
-        return lm, trainable
 
     def _check_train_keys(self, ctx: RunContext) -> None:
         unused = [k for k in UNUSED_TRAIN_KEYS if k in ctx.spec.train]
@@ -130,12 +154,12 @@ class YesNoLLM:
 
     # -- run ----------------------------------------------------------------------------------------
     def run(self, ctx: RunContext) -> Predictions:
-        cfg = self.config
+        """Finetune on the training rows' prompts, then p_yes on the scored validation and test rows."""
         self._check_train_keys(ctx)
+        prompts = self.prompts(ctx)
         torch.manual_seed(ctx.seed)
         lm, trainable = self._model(ctx)
-        prompts = PromptBuilder(ctx.data, cfg.template, cfg.history_items)
-        log.info("prompt of the first training row: %s", prompts([int(ctx.data.splits["train"][0])])[0])
+        log.info("prompt of the first training row: %s", prompts(np.asarray(ctx.data.splits["train"][:1]))[0])
         report, (valid, valid_plain) = self._train(ctx, lm, prompts)
         t = time.perf_counter()
         test, test_plain = self._predict(ctx, lm, prompts, "test")
@@ -146,15 +170,16 @@ class YesNoLLM:
         extra = {"trainable_params": float(trainable), "train_steps": float(report.steps),
                  "seconds_per_step": report.train_seconds / max(report.steps, 1),
                  "best_epoch": float(report.best_epoch)}
-        if cfg.adaptive_temperature:
+        if self.config.adaptive_temperature:
             extra.update(self._plain_metrics(ctx, {"valid": valid_plain, "test": test_plain}))
+        extra.update(self.extra_metrics(ctx))
         return Predictions(
             valid=valid, test=test, n_params=total, trainable_params=trained,
             train_seconds=report.train_seconds, infer_seconds=infer, infer_ms_per_batch=infer_ms,
             epochs=report.epochs_run, extra=extra,
         )
 
-    def _train(self, ctx: RunContext, lm: Any, prompts: PromptBuilder) -> tuple[PhaseReport, tuple[np.ndarray,
+    def _train(self, ctx: RunContext, lm: Any, prompts: Prompts) -> tuple[PhaseReport, tuple[np.ndarray,
                                                                                                   np.ndarray]]:
         """The finetuning phase, and the validation ``(p_yes, p_yes without T)`` of the restored best epoch.
 
@@ -186,7 +211,7 @@ class YesNoLLM:
         return report, self._predict(ctx, lm, prompts, "valid")
 
     @torch.no_grad()
-    def _score(self, ctx: RunContext, lm: Any, prompts: PromptBuilder,
+    def _score(self, ctx: RunContext, lm: Any, prompts: Prompts,
                rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(p_yes, p_yes without T)`` of dataset rows from one forward pass per evaluation batch
         (`evaluation_batches`: fixed by the data, the temperature is computed over each); equal when the
@@ -205,7 +230,7 @@ class YesNoLLM:
             plain[batch] = torch.sigmoid(res.margin).double().cpu().numpy()
         return out, plain
 
-    def _predict(self, ctx: RunContext, lm: Any, prompts: PromptBuilder, split: str) -> tuple[np.ndarray, np.ndarray]:
+    def _predict(self, ctx: RunContext, lm: Any, prompts: Prompts, split: str) -> tuple[np.ndarray, np.ndarray]:
         """``(p_yes, p_yes without T)`` on the split's scored rows (``train.eval_max_samples``); NaN elsewhere."""
         split_rows = np.asarray(ctx.data.splits[split])
         positions = ctx.trainer.eval_positions(ctx.data, split)
