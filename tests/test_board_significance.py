@@ -317,6 +317,40 @@ def test_proposed_over_row_is_the_papers_table_2(board_runs: tuple[Suite, list[S
     assert "(AUC_proposed − AUC_row) / AUC_row" in board
 
 
+def test_ablation_per_row_baselines_pair_each_row_with_its_own(tmp_path: Path) -> None:
+    """clickprompt_layerwise's layout: ``baseline: {ctr: dnn}`` over a ctr x epochs grid compares each ``good``
+    cell with ``dnn`` at the *same* epochs (Table 4's layer-wise vs w/o-layer-wise at each K), not with one row."""
+    suite = make_suite(analysis="ablation", grid={"ctr": ["dnn", "good"], "train.epochs": [1, 2, 4]},
+                       baseline={"ctr": "dnn"})
+    lift = {"1": 0.05, "2": 0.3, "4": 0.6}  # good's lift over its own row's dnn grows with epochs
+
+    def scores(labels_: dict[str, str], seed: int, y: np.ndarray) -> np.ndarray:
+        e = labels_["train.epochs"]
+        base = baseline_scores(seed, y) + 0.2 * int(e) * y  # each epochs row has a different baseline
+        if labels_["ctr"] == "dnn":
+            return base
+        return base + lift[e] * y + 0.2 * np.random.default_rng(seed + 10 * int(e)).normal(size=y.size)
+
+    runs = build(tmp_path, suite, scores)
+
+    def by(ctr: str, e: str) -> dict[int, float]:
+        return aucs([r for r in runs if r.spec.labels["train.epochs"] == e], ctr)
+
+    comps = compare_to_baseline(suite, runs)
+    assert [(dict(c.config)["train.epochs"], dict(c.baseline)["train.epochs"], dict(c.baseline)["ctr"])
+            for c in comps] == [("1", "1", "dnn"), ("2", "2", "dnn"), ("4", "4", "dnn")]
+    raw = [float(sps.ttest_rel([by("good", e)[s] for s in SEEDS], [by("dnn", e)[s] for s in SEEDS]).pvalue)
+           for e in ("1", "2", "4")]
+    assert [c.p_value for c in comps] == pytest.approx(raw, rel=1e-9)
+    assert [c.p_adjusted for c in comps] == pytest.approx(holm(raw), rel=1e-9)  # Holm over the 3 pairs
+    board = render_leaderboard(suite, runs)
+    for e in ("1", "2", "4"):
+        good, dnn = np.mean(list(by("good", e).values())), np.mean(list(by("dnn", e).values()))
+        assert cell(board, f"good · {e}", 3) == f"{100 * (good - dnn) / dnn:+.2f}%"
+        assert cell(board, f"dnn · {e} (baseline)", 3) == "—"
+    assert "(per row: each config vs the baseline that shares its row)" in board
+
+
 @pytest.mark.parametrize("baseline", [{"plm": None, "method": "alone"}, {"plm": "None", "method": "alone"},
                                       {"plm": "none", "method": "alone"}, {"method": "alone"}])
 def test_compat_per_row_baselines_any_spelling_of_null(tmp_path: Path, baseline: dict[str, Any]) -> None:
