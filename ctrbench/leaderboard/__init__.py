@@ -7,7 +7,8 @@ therefore gives the same bytes, so a diff of ``leaderboards/`` shows exactly wha
 
 Pieces: `board` arranges the runs and pairs seeds, `significance` tests and marks, `layouts/` holds one module per
 ``analysis`` (overall/ablation, compat, longtail/headtail, efficiency), `footer` the provenance; figures (SVG)
-are drawn by `ctrbench.figures` next to the board and linked from it.
+are drawn by `ctrbench.figures` next to the board and linked from it, and `runs_csv` writes the per-run values
+behind it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ctrbench.leaderboard.diagnostics import diagnostic_lines
 from ctrbench.leaderboard.footer import DIRTY_WARNING, dirty_warning, footer
 from ctrbench.leaderboard.formatting import esc
 from ctrbench.leaderboard.layouts import Figure, Rendered, layouts
+from ctrbench.leaderboard.runs_csv import csv_name, runs_csv
 from ctrbench.leaderboard.significance import Comparison, note
 from ctrbench.leaderboard.ties import tie_lines
 from ctrbench.store import StoredRun
@@ -69,6 +71,9 @@ def _render(suite: Suite, runs: Sequence[StoredRun], generated_by: str) -> tuple
     if suite.baseline and suite.analysis in ("overall", "ablation", "compat"):
         notes.append(_rel_impr_note(board))
     notes += rendered.notes
+    notes.append(f"Every run's metrics at full precision, with its config, baseline and seed (to recompute the "
+                 f"means, paired t-tests and Rel.Impr without the store): [`{csv_name(suite.name)}`]"
+                 f"({csv_name(suite.name)}).")
     if board.runs:
         lines += ["---", "", *notes, "", *note(board), "", *footer(board), ""]
     return "\n".join(lines).rstrip("\n") + "\n", rendered.figures
@@ -122,13 +127,19 @@ def render_leaderboard(suite: Suite, runs: Sequence[StoredRun], *, generated_by:
 
 def write_leaderboard(suite: Suite, runs: Sequence[StoredRun], out_dir: str | Path, *,
                       generated_by: str = "") -> Path:
-    """Write ``<out_dir>/<suite.name>.md`` and its figures (``<suite.name>.<figure>.svg``) atomically; return the
-    board's path. Paths are checked to lie inside ``out_dir``: a suite name cannot write elsewhere."""
+    """Write ``<out_dir>/<suite.name>.md``, its figures (``<suite.name>.<figure>.svg``) and its per-run values
+    (``<suite.name>.runs.csv``) atomically; return the board's path. Paths are checked to lie inside
+    ``out_dir``: a suite name cannot write elsewhere."""
     out = Path(out_dir)
     text, figures = _render(suite, runs, generated_by)
     path = _inside(out, out / f"{suite.name}.md")
     for fig in figures:
         fig.write(_inside(out, figure_path(out, suite, fig)))
+    table = _inside(out, out / csv_name(suite.name))
+    if runs:
+        atomic_write_bytes(table, runs_csv(index(suite, runs)).encode("utf-8"))
+    else:
+        table.unlink(missing_ok=True)
     atomic_write_bytes(path, text.encode("utf-8"))
     return path
 
