@@ -54,7 +54,8 @@ def environment(device: torch.device, threads: int) -> dict[str, Any]:
         dev = f"{device} ({torch.cuda.get_device_name(device)})"
     else:
         model = cpu_model()
-        dev = f"cpu ({threads} threads, {platform.machine()}{', ' + model if model else ''})"
+        plural = "s" if threads != 1 else ""
+        dev = f"cpu ({threads} thread{plural}, {platform.machine()}{', ' + model if model else ''})"
     env: dict[str, Any] = {
         "ctrbench": ctrbench.__version__,
         "python": platform.python_version(),

@@ -32,6 +32,7 @@ def test_model_name_and_bf16_flags() -> None:
 
 def test_the_cpu_device_line_carries_it() -> None:
     line = environment(torch.device("cpu"), 1)["device"]
-    assert line.startswith(f"cpu (1 threads, {platform.machine()}")
+    assert line.startswith(f"cpu (1 thread, {platform.machine()}")
     model = cpu_model()
-    assert (model in line) if model else line == f"cpu (1 threads, {platform.machine()})"
+    assert (model in line) if model else line == f"cpu (1 thread, {platform.machine()})"
+    assert environment(torch.device("cpu"), 2)["device"].startswith("cpu (2 threads, ")
