@@ -45,8 +45,8 @@ def figure_path(out_dir: str | Path, suite: Suite, figure: Figure) -> Path:
     return Path(out_dir) / f"{suite.name}.{name}.svg"
 
 
-def _render(suite: Suite, runs: Sequence[StoredRun], generated_by: str) -> tuple[str, list[Figure]]:
-    board = index(suite, runs)
+def _render(board: Board, generated_by: str) -> tuple[str, list[Figure]]:
+    suite = board.suite
     lines = [f"# {suite.name}", ""]
     lines += dirty_warning(board)
     lines += diagnostic_lines(board)
@@ -122,7 +122,7 @@ def _run_notes(board: Board, suite: Suite) -> list[str]:
 
 def render_leaderboard(suite: Suite, runs: Sequence[StoredRun], *, generated_by: str = "") -> str:
     """The suite's leaderboard as GitHub markdown; the same suite, runs and code always give the same string."""
-    return _render(suite, runs, generated_by)[0]
+    return _render(index(suite, runs), generated_by)[0]
 
 
 def write_leaderboard(suite: Suite, runs: Sequence[StoredRun], out_dir: str | Path, *,
@@ -131,13 +131,14 @@ def write_leaderboard(suite: Suite, runs: Sequence[StoredRun], out_dir: str | Pa
     (``<suite.name>.runs.csv``) atomically; return the board's path. Paths are checked to lie inside
     ``out_dir``: a suite name cannot write elsewhere."""
     out = Path(out_dir)
-    text, figures = _render(suite, runs, generated_by)
+    board = index(suite, runs)
+    text, figures = _render(board, generated_by)
     path = _inside(out, out / f"{suite.name}.md")
     for fig in figures:
         fig.write(_inside(out, figure_path(out, suite, fig)))
     table = _inside(out, out / csv_name(suite.name))
-    if runs:
-        atomic_write_bytes(table, runs_csv(index(suite, runs)).encode("utf-8"))
+    if board.runs:
+        atomic_write_bytes(table, runs_csv(board).encode("utf-8"))
     else:
         table.unlink(missing_ok=True)
     atomic_write_bytes(path, text.encode("utf-8"))
