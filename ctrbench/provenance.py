@@ -29,7 +29,8 @@ def cpu_model(cpuinfo: str | None = None) -> str:
     Recorded because a bf16-autocast run (``train.cpu_amp``) is bit-reproducible only on the same kind of CPU:
     oneDNN picks AMX, AVX512-BF16 or emulated kernels by what the CPU has, and they round differently (the same
     TallRec run and commit gave test AUC 0.5940 on an EPYC with avx512_bf16 and 0.6020 on a Xeon with AMX).
-    Empty where ``/proc/cpuinfo`` is unreadable (macOS, Windows)."""
+    Where ``/proc/cpuinfo`` is unreadable (macOS, Windows) it is ``platform.processor()``, often just the
+    architecture or empty."""
     if cpuinfo is None:
         try:
             with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
