@@ -239,12 +239,13 @@ class Engine:
                         continue
                     if phase.regularizer is not None:
                         loss = loss + phase.regularizer()
-                    if not torch.isfinite(loss):
-                        raise RunError(f"run {self.run_name}: loss became {loss.item()} at epoch {epoch} step {step} "
+                    value = float(loss.detach())  # one device sync a step, for the check and the mean alike
+                    if not math.isfinite(value):
+                        raise RunError(f"run {self.run_name}: loss became {value} at epoch {epoch} step {step} "
                                        f"of phase '{phase.name}'; lower the learning rate or check the inputs")
                     self._step(state, loss)
                     n = _batch_len(batch)
-                    total += float(loss.detach()) * n
+                    total += value * n
                     count += n
                     self.reporter.advance()
             finally:
