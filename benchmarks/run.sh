@@ -3,7 +3,7 @@
 #
 #   benchmarks/run.sh full    # the measurement in README.md (about 25-40 min on 2 idle cores, see README)
 #   benchmarks/run.sh overhead  # the overhead regime: LR, FM and DeepCTR's default DeepFM/DCN sizes plus the
-#                               # 400-wide models, MovieLens-100K, batch 256, one thread, 3 AUC seeds (~15 min)
+#                               # 400-wide models, MovieLens-100K, batch 256, one thread, 3 AUC seeds (~4-5 min idle)
 #   benchmarks/run.sh quick   # plumbing check: tiny data, one round, two models (about 1 min)
 #   benchmarks/run.sh full --bench-threads 1 -k dcnv2      # extra arguments go to pytest
 #
