@@ -257,3 +257,25 @@ def test_a_monitor_without_a_model_is_refused():
     mon = ValidationAUC(lambda: np.zeros(2), np.array([0, 1]), patience=1)
     with pytest.raises(ValueError, match="phase 'p': a monitor needs model="):
         Phase("p", IndexSource(2, 1), lambda i: None, [], epochs=1, lr=0.1, monitor=mon)
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e6])  # clipping and not clipping
+@pytest.mark.parametrize("shapes", [[(161_554,)], [(5377, 16), (144, 256), (256,), (1,)]])
+def test_clip_grad_norm_is_torchs_clipping_bit_for_bit(shapes, max_norm):
+    from ctrbench.engine.clip import clip_grad_norm
+
+    gen = torch.Generator().manual_seed(0)
+    grads = [torch.randn(s, generator=gen) * 0.1 for s in shapes]
+    ref = [nn.Parameter(torch.zeros(s)) for s in shapes]
+    for p, g in zip(ref, grads, strict=True):
+        p.grad = g.clone()
+    ref_norm = nn.utils.clip_grad_norm_(ref, max_norm)
+    ours = [g.clone() for g in grads]
+    norm = clip_grad_norm(ours, max_norm)
+    assert torch.equal(norm, ref_norm)
+    for mine, p in zip(ours, ref, strict=True):
+        assert torch.equal(mine, p.grad)
+    # and the norm is the L2 norm of everything together, written independently
+    assert float(norm) == pytest.approx(float(torch.cat([g.reshape(-1) for g in grads]).double().norm()), rel=1e-5)
+    scaled = max_norm < float(norm)
+    assert torch.equal(ours[0], grads[0]) is not scaled

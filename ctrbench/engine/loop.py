@@ -24,11 +24,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ctrbench.engine.clip import clip_grad_norm
 from ctrbench.engine.flat import FlatGroups
 from ctrbench.engine.monitor import ValidationAUC
 from ctrbench.engine.schedule import lr_factor, warmup_steps
 from ctrbench.engine.sources import Source
-from ctrbench.engine.sparse import SparseTables, clip_grad_norm
+from ctrbench.engine.sparse import SparseTables
 from ctrbench.errors import RunError
 
 log = logging.getLogger(__name__)
@@ -288,10 +289,8 @@ class Engine:
         if state.phase.grad_clip:
             for o in state.optimizers:
                 scaler.unscale_(o)
-            if sparse is None:
-                nn.utils.clip_grad_norm_(state.trainable(), state.phase.grad_clip)
-            else:
-                clip_grad_norm(state.trainable(), sparse, state.phase.grad_clip)
+            grads = [p.grad for p in state.trainable() if p.grad is not None]
+            clip_grad_norm(grads + (sparse.coalesced_values() if sparse else []), state.phase.grad_clip)
         for o in state.optimizers:
             scaler.step(o)
         scaler.update()

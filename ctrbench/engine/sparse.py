@@ -63,20 +63,6 @@ class SparseTables:
         return values
 
 
-def clip_grad_norm(dense: Sequence[nn.Parameter], sparse: SparseTables, max_norm: float) -> torch.Tensor:
-    """`torch.nn.utils.clip_grad_norm_` over dense parameters and sparse tables together: the total L2 norm of
-    every gradient (a sparse one counted by its coalesced rows, which is its dense norm), and the same
-    ``max_norm / (total + 1e-6)`` factor, at most 1, applied to all of them."""
-    grads = [p.grad for p in dense if p.grad is not None] + sparse.coalesced_values()
-    if not grads:
-        return torch.zeros(())
-    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
-    factor = torch.clamp(max_norm / (total + 1e-6), max=1.0)
-    for g in grads:
-        g.mul_(factor.to(g.dtype))
-    return total
-
-
 def sparse_tables(model: nn.Module) -> list[FieldEmbedding]:
     """The model's trainable ``FieldEmbedding`` tables (the CTR backbones' feature embeddings)."""
     return [m for m in model.modules() if isinstance(m, FieldEmbedding) and m.weight.requires_grad]
