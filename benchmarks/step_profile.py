@@ -26,7 +26,6 @@ model needs, so a target that the kernels alone already exceed shows as such.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,12 +129,13 @@ def step_parts(data: Any, model: str, rounds: int, limit: float) -> StepParts:
     tower_us = 0.0
     tower = next((m for m in net.modules() if isinstance(m, MLP)), None)
     if tower is not None:
-        x = torch.randn(256, tower.input_dim) * 1e-2
+        x = (torch.randn(256, tower.input_dim) * 1e-2).requires_grad_()
 
         def tower_step(_: Any) -> None:
             for p in tower.parameters():
                 p.grad = None
-            tower(x.requires_grad_()).sum().backward()
+            x.grad = None  # the input gradient is computed (in a model it flows to the embeddings), not accumulated
+            tower(x).sum().backward()
 
         tower_us = _per_step_us(tower_step, batches, rounds)
     # the engine: best-of-rounds epochs through the benchmark's adapter (validation pass included, as timed there)
@@ -177,11 +177,12 @@ def print_parts(parts: list[StepParts], peers: dict[tuple[str, str], float]) -> 
 
 def main(argv: list[str] | None = None) -> list[StepProfile]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="dnn,deepfm,dcn,dcnv2,deepfm-256-128,dcn-2x-128-128")
+    parser.add_argument("--models", help="comma-separated benchmark models (default: all six; with --parts, the "
+                        "overhead regime's DeepFM and DCN)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tiny", action="store_true", help="small synthetic data, seconds (for the test suite)")
     parser.add_argument("--parts", action="store_true",
-                        help="time a step's parts alone (default models: the overhead regime's DeepFM and DCN)")
+                        help="time a step's parts alone")
     parser.add_argument("--peers", help="a run.sh overhead JSON: print the step time each speed target allows")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> list[StepProfile]:
     limit = matmul_flops_per_second()
     print(f"limit: [256, 400] @ [400, 400] hot, one thread: {limit / 1e9:.1f} GFLOP/s")
     if args.parts:
-        models = args.models if "--models" in (argv or sys.argv) else "deepfm-256-128,dcn-2x-128-128"
+        models = args.models or "deepfm-256-128,dcn-2x-128-128"
         peers = peer_rates(args.peers) if args.peers else {}
         parts = [step_parts(data, name, args.rounds, limit) for name in _known(models)]
         print_parts(parts, peers)
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> list[StepProfile]:
     print("| Model | samples/s | fraction of limit | matmul share of time | in-loop matmul rate / limit |")
     print("| :--- | ---: | ---: | ---: | ---: |")
     profiles = []
-    for name in _known(args.models):
+    for name in _known(args.models or "dnn,deepfm,dcn,dcnv2,deepfm-256-128,dcn-2x-128-128"):
         p = profile_model(data, name, args.rounds, limit)
         profiles.append(p)
         print(f"| {p.model} | {p.samples_per_s:,.0f} | {p.fraction_of_limit:.0%} | {p.matmul_share:.0%} "
