@@ -18,7 +18,8 @@ fraction from unprofiled epochs (best of ``--rounds``). Run it on an idle machin
 eager PyTorch? It times a step's parts alone with ``perf_counter`` (the profiler's per-op times are not additive
 for ops of a few microseconds: on the Xeon it charged a [256, 256] ReLU 91 µs that takes 7–10 µs timed alone):
 the engine's whole step, the model's forward + backward alone on the same batches (no optimizer, clipping or
-zeroing), and the model's MLP tower alone. With a peer's samples/s (``--peers``, the JSON of a
+zeroing), the same with the forward traced by TorchScript (what removing the Python between the ops gives), and
+the model's MLP tower alone. With a peer's samples/s (``--peers``, the JSON of a
 ``run.sh overhead`` run) it prints the step time a speed target allows next to the forward + backward the
 model needs, so a target that the kernels alone already exceed shows as such.
 """
@@ -93,6 +94,7 @@ class StepParts:
     model: str
     engine_step_us: float  # the engine's whole training step (batching, forward, backward, clipping, AdamW)
     forward_backward_us: float  # the model's forward, loss and backward alone, on the same batches
+    traced_us: float  # the same with the model's forward run by TorchScript (``torch.jit.trace``)
     tower_us: float  # the model's MLP tower alone, forward + backward (0 for models without one)
     arithmetic_us: float  # the step's matrix products at the hot-product rate: the arithmetic floor
 
@@ -126,6 +128,7 @@ def step_parts(data: Any, model: str, rounds: int, limit: float) -> StepParts:
 
     flops_per_sample = train_flops_per_sample(net, batches[0], 256)
     fwd_bwd = _per_step_us(forward_backward, batches, rounds)
+    traced_us = _per_step_us(_traced_forward_backward(net, batches[0]), batches, rounds)
     tower_us = 0.0
     tower = next((m for m in net.modules() if isinstance(m, MLP)), None)
     if tower is not None:
@@ -149,7 +152,39 @@ def step_parts(data: Any, model: str, rounds: int, limit: float) -> StepParts:
         best = min(best, time.perf_counter() - t0)
     adapter.close()
     engine_step = best / (n_train + n_valid / 3) * 256 * 1e6  # a validation row costs about a third of a training row
-    return StepParts(model, engine_step, fwd_bwd, tower_us, flops_per_sample * 256 / limit * 1e6)
+    return StepParts(model, engine_step_us=engine_step, forward_backward_us=fwd_bwd, traced_us=traced_us,
+                     tower_us=tower_us, arithmetic_us=flops_per_sample * 256 / limit * 1e6)
+
+
+def _traced_forward_backward(net: torch.nn.Module, example: Any) -> Any:
+    """Forward + backward with the forward traced by TorchScript: its graph executor runs the ops without the
+    Python between them, the one saving left to eager autograd short of a compiler. Traced through the
+    categorical indices alone, which is all a CTR backbone without sequences reads of a batch. ``torch.jit.trace``
+    warns that it is deprecated (torch 2.13; silenced here); measured, not proposed for the trainer."""
+    import warnings
+
+    from ctrbench.models.base import Batch
+
+    class ByIndices(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(Batch(x=x, y=x, idx=x))  # y and idx are not read by the backbone's forward
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        traced = torch.jit.trace(ByIndices(), (example.x,), check_trace=False)
+    if not torch.equal(traced(example.x), net(example)):  # a trace that froze a branch would time another model
+        raise RuntimeError("the traced forward differs from the eager one")
+
+    def step(batch: Any) -> None:
+        for p in net.parameters():
+            p.grad = None
+        torch.nn.functional.binary_cross_entropy_with_logits(traced(batch.x), batch.y).backward()
+
+    return step
 
 
 def peer_rates(path: str) -> dict[tuple[str, str], float]:
@@ -163,15 +198,16 @@ def peer_rates(path: str) -> dict[tuple[str, str], float]:
 
 def print_parts(parts: list[StepParts], peers: dict[tuple[str, str], float]) -> None:
     """One table row per model; with peers, the step time each speed target allows."""
-    print("| Model | engine step µs | forward + backward alone µs | MLP tower alone µs | arithmetic floor µs "
-          "| step for 3× DeepCTR-Torch µs | step for 5× FuxiCTR µs |")
-    print("| :--- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| Model | engine step µs | forward + backward alone µs | the same, forward traced µs | MLP tower alone µs "
+          "| arithmetic floor µs | step for 3× DeepCTR-Torch µs | step for 5× FuxiCTR µs |")
+    print("| :--- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for p in parts:
         allowed = []
         for impl, factor in (("deepctr", 3), ("fuxictr", 5)):
             rate = peers.get((p.model, impl))
             allowed.append(f"{256 / (factor * rate) * 1e6:,.0f}" if rate else "–")
-        print(f"| {p.model} | {p.engine_step_us:,.0f} | {p.forward_backward_us:,.0f} | {p.tower_us:,.0f} "
+        print(f"| {p.model} | {p.engine_step_us:,.0f} | {p.forward_backward_us:,.0f} | {p.traced_us:,.0f} "
+              f"| {p.tower_us:,.0f} "
               f"| {p.arithmetic_us:,.0f} | {allowed[0]} | {allowed[1]} |")
 
 

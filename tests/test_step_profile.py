@@ -46,7 +46,7 @@ def test_step_parts_count_the_arithmetic_floor_and_find_the_mlp_tower(step_profi
     limit = 256 * 3 * forward / (dnn.arithmetic_us * 1e-6)  # the floor is the step's products at the limit's rate
     assert 1e9 < limit < 1e13
     assert dnn.tower_us > 0 and lr.tower_us == 0 and lr.arithmetic_us == 0  # LR has no tower and no products
-    assert dnn.engine_step_us > 0 and dnn.forward_backward_us > 0
+    assert dnn.engine_step_us > 0 and dnn.forward_backward_us > 0 and dnn.traced_us > 0 and lr.traced_us > 0
 
 
 def test_peer_rates_and_the_step_each_target_allows(step_profile, tmp_path, capsys):
@@ -61,7 +61,7 @@ def test_peer_rates_and_the_step_each_target_allows(step_profile, tmp_path, caps
                                                    **bench("deepctr", 0.5)["extra_info"], "batch_size": 1024}}]}))
     rates = step_profile.peer_rates(str(path))
     assert rates == {("fm", "deepctr"): 50_000.0, ("fm", "fuxictr"): 25_000.0}  # batch 1024 left out
-    step_profile.print_parts([step_profile.StepParts("fm", 900.0, 500.0, 0.0, 0.0)], rates)
+    step_profile.print_parts([step_profile.StepParts("fm", 900.0, 500.0, 480.0, 0.0, 0.0)], rates)
     row = capsys.readouterr().out.splitlines()[-1]
     # 3× 50,000/s is 150,000/s, a 256-row step of 1,707 µs; 5× 25,000/s is 125,000/s, 2,048 µs
-    assert row == "| fm | 900 | 500 | 0 | 0 | 1,707 | 2,048 |"
+    assert row == "| fm | 900 | 500 | 480 | 0 | 0 | 1,707 | 2,048 |"
