@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="override suite values, e.g. --set train.epochs=1 dataset=synthetic")
         sp.add_argument("--store", help="result store root (default: the suite's 'store' or ./runs)")
 
+    def board_dir_arg(sp: argparse.ArgumentParser) -> None:
+        # one spelling per subcommand grew apart (run: --leaderboards, leaderboard: --out); both take both
+        sp.add_argument("--leaderboards", "--out", dest="leaderboards", default="leaderboards", metavar="DIR",
+                        help="directory for the markdown boards (default ./leaderboards)")
+
     run = sub.add_parser("run", help="run what is not stored yet and write the leaderboard")
     suite_args(run)
     run.add_argument("--dry-run", action="store_true", help="show the plan, run nothing")
@@ -69,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", help="worker processes of the local executor: N or auto (default: the suite's "
                                        "executor block, else auto = one per core)")
     run.add_argument("--executor", help="executor plugin name (overrides the suite's)")
-    run.add_argument("--leaderboards", default="leaderboards", help="directory for the markdown boards")
+    board_dir_arg(run)
 
     val = sub.add_parser("validate", help="check a suite against the installed plugins")
     suite_args(val)
@@ -82,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
 
     lb = sub.add_parser("leaderboard", help="regenerate a suite's leaderboard from the store")
     suite_args(lb)
-    lb.add_argument("--out", default="leaderboards")
+    board_dir_arg(lb)
 
     show = sub.add_parser("show", help="show one stored run")
     show.add_argument("run_id", help="run id or a unique prefix")
@@ -273,7 +278,7 @@ def cmd_leaderboard(args: argparse.Namespace, console: Any) -> int:
     runs = Store(_store_root(args, suite)).collect(specs)
     if not runs:
         raise CtrbenchError(f"{args.suite}: no stored runs for suite '{suite.name}'; run it first")
-    path = write_leaderboard(suite, runs, Path(args.out))
+    path = write_leaderboard(suite, runs, Path(args.leaderboards))
     console.print(f"leaderboard: {path} ({len(runs)} of {len(specs)} runs)")
     return EXIT_OK
 

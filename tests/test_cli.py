@@ -98,6 +98,10 @@ def test_dry_run_validate_list_plugins_show_leaderboard(workdir, capsys):
     assert shown["result"]["run_id"] == run_id and shown["provenance"]["seed"] == 1
     assert run("leaderboard", "suite.yaml", "--set", *ONE, "--out", "boards") == 0
     assert (workdir / "boards" / "clitest.md").exists()
+    # the board directory has one name on both commands, and the other spelling as an alias
+    assert run("leaderboard", "suite.yaml", "--set", *ONE, "--leaderboards", "boards2") == 0
+    assert run("run", "suite.yaml", "--set", *ONE, "--out", "boards3") == 0
+    assert (workdir / "boards2" / "clitest.md").read_text() == (workdir / "boards3" / "clitest.md").read_text()
     assert run("show", "ffffffff") == 2
 
 
