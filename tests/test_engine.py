@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+import ctrbench.engine.fused_step as fused_step
 from ctrbench.engine import Engine, IndexSource, Phase, ValidationAUC, l2_regularizer, lr_factor, warmup_steps
 from ctrbench.errors import RunError
 from ctrbench.stats import auc
@@ -114,18 +115,27 @@ def test_the_optimizer_follows_the_schedule(tiny_data):
     phase = trainer.phase("p", source, lambda b: model(b).float().pow(2).mean(), list(model.parameters()),
                           model=model)
     original = torch.optim.AdamW.step
+    kernels = fused_step._KERNELS
+    original_kernel = kernels[True]
 
     def spy(self, *a, **k):
-        seen.append(self.param_groups[0]["lr"])
+        seen.append(("torch", self.param_groups[0]["lr"]))
         return original(self, *a, **k)
 
+    def kernel_spy(*a, lr, **k):  # the steps after the first call the kernel directly (engine/fused_step.py)
+        seen.append(("kernel", lr))
+        return original_kernel(*a, lr=lr, **k)
+
     torch.optim.AdamW.step = spy
+    kernels[True] = kernel_spy
     try:
         trainer.engine.run(phase)
     finally:
         torch.optim.AdamW.step = original
+        kernels[True] = original_kernel
     expected = [0.1 * lr_factor("linear", 1, 8)(s) for s in range(8)]
-    assert seen == pytest.approx(expected) and seen[0] == pytest.approx(0.05)
+    assert [how for how, _ in seen] == ["torch"] + ["kernel"] * 7  # one group: one kernel call a step
+    assert [lr for _, lr in seen] == pytest.approx(expected) and seen[0][1] == pytest.approx(0.05)
 
 
 def test_l2_regularizer_equals_a_hand_sum(tiny_data):

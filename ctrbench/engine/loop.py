@@ -26,6 +26,7 @@ from torch import nn
 
 from ctrbench.engine.clip import clip_grad_norm
 from ctrbench.engine.flat import FlatGroups
+from ctrbench.engine.fused_step import DirectFusedStep
 from ctrbench.engine.monitor import ValidationAUC
 from ctrbench.engine.schedule import lr_factor, warmup_steps
 from ctrbench.engine.sources import Source
@@ -120,7 +121,7 @@ class _Running:
     """A phase's optimizer, schedule, batch-order generator and counters, kept across alternation rounds."""
 
     def __init__(self, phase: Phase, gen: torch.Generator, device: torch.device, scaler_enabled: bool,
-                 rounds: int = 1) -> None:
+                 rounds: int = 1, direct_step: bool = True) -> None:
         self.phase = phase
         self.gen = gen
         # fused=True: one kernel per step instead of a table-sized temporary per operation; on CPU this doubles
@@ -132,6 +133,10 @@ class _Running:
         self.sparse = SparseTables(phase.sparse_params, phase.lr) if phase.sparse_params else None
         self.optimizers: list[torch.optim.Optimizer] = [self.opt] + ([self.sparse.optimizer] if self.sparse else [])
         self.scaler = torch.amp.GradScaler("cuda", enabled=scaler_enabled)
+        # the AdamW kernel without torch.optim's per-step Python (engine/fused_step.py); a grad scaler's
+        # unscaling and inf checks stay torch's
+        self.direct = (DirectFusedStep(self.opt) if direct_step and not scaler_enabled
+                       and DirectFusedStep.supports(self.opt) else None)
         self.schedules: list[torch.optim.lr_scheduler.LambdaLR] = []
         if phase.schedule != "constant" or phase.warmup:
             total = rounds * phase.epochs * phase.source.num_batches()  # the whole alternation, not one round
@@ -154,9 +159,11 @@ class Engine:
     """Runs phases on one device for one run (its name goes into every error and progress line)."""
 
     def __init__(self, device: torch.device, amp: bool = True, reporter: Reporter | None = None,
-                 run_name: str = "run", seed: int = 0, cpu_amp: bool = False, flat_params: bool = True) -> None:
+                 run_name: str = "run", seed: int = 0, cpu_amp: bool = False, flat_params: bool = True,
+                 direct_step: bool = True) -> None:
         self.device = device
         self.flat_params = flat_params
+        self.direct_step = direct_step
         self.amp = amp
         self.cpu_amp = cpu_amp
         self.reporter = reporter or NullReporter()
@@ -195,7 +202,7 @@ class Engine:
         running = []
         for i, phase in enumerate(phases):
             gen = gen0 if i == 0 else torch.Generator().manual_seed(self.seed + i)
-            running.append(_Running(phase, gen, self.device, scaler_on, rounds))
+            running.append(_Running(phase, gen, self.device, scaler_on, rounds, self.direct_step))
         for _ in range(rounds):
             for state in running:
                 if not state.done:
@@ -292,7 +299,10 @@ class Engine:
             grads = [p.grad for p in state.trainable() if p.grad is not None]
             clip_grad_norm(grads + (sparse.coalesced_values() if sparse else []), state.phase.grad_clip)
         for o in state.optimizers:
-            scaler.step(o)
+            if o is opt and state.direct is not None:
+                state.direct.step()
+            else:
+                scaler.step(o)
         scaler.update()
         for schedule in state.schedules:
             schedule.step()
