@@ -135,7 +135,7 @@ def test_a_whole_fit_is_the_same_bytes_with_and_without_the_shortcut(tiny_data, 
                           torch.device("cpu"), seed=5)
         trainer.engine.flat_params, trainer.engine.direct_step = flat, direct
         original = DirectFusedStep.step
-        DirectFusedStep.step = lambda self, _orig=original: (calls.append(direct), _orig(self))[1]
+        DirectFusedStep.step = lambda self, _orig=original, _direct=direct: (calls.append(_direct), _orig(self))[1]
         try:
             report = trainer.fit(model, tiny_data)
         finally:
