@@ -25,7 +25,9 @@ def clip_grad_norm(grads: Sequence[torch.Tensor], max_norm: float) -> torch.Tens
     if not grads:
         return torch.zeros(())
     total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-    factor = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    # torch writes ``max_norm / (total + 1e-6)``: Tensor.__rdiv__ is ``reciprocal() * other`` behind a Python
+    # wrapper; the same two ops called directly give the same bits
+    factor = torch.clamp((total + 1e-6).reciprocal() * max_norm, max=1.0)
     for g in grads:
         g.mul_(factor)
     return total
