@@ -10,11 +10,13 @@ from torch import nn
 from ctrbench.engine.fused_step import DirectFusedStep
 
 SHAPES = [(37, 5), (129,), (3, 4, 2)]
+# the GPU too where there is one (the engine takes the shortcut on CUDA as well); never skipped on the CPU
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-def _params(seed: int) -> list[nn.Parameter]:
+def _params(seed: int, device: str = "cpu") -> list[nn.Parameter]:
     gen = torch.Generator().manual_seed(seed)
-    return [nn.Parameter(torch.randn(s, generator=gen)) for s in SHAPES]
+    return [nn.Parameter(torch.randn(s, generator=gen).to(device)) for s in SHAPES]
 
 
 def _optimizer(cls, params, **kw):
@@ -23,27 +25,28 @@ def _optimizer(cls, params, **kw):
                lr=1e-2, fused=True, **kw)
 
 
-def _train(cls, direct: bool, steps: int = 6):
-    params = _params(0)
+def _train(cls, direct: bool, device: str, steps: int = 6):
+    params = _params(0, device)
     opt = _optimizer(cls, params)
     stepper = DirectFusedStep(opt)
     gen = torch.Generator().manual_seed(1)
     for step in range(steps):
         for i, p in enumerate(params):
             # the middle tensor gets no gradient in step 3: torch skips it (no decay, no moment update)
-            p.grad = None if (step == 3 and i == 1) else torch.randn(p.shape, generator=gen)
+            p.grad = None if (step == 3 and i == 1) else torch.randn(p.shape, generator=gen).to(device)
         if step == 4:
             opt.param_groups[0]["lr"] = 5e-3  # a schedule changing the lr between steps
         stepper.step() if direct else opt.step()
     return params, opt, stepper
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("cls", [torch.optim.AdamW, torch.optim.Adam])
-def test_the_direct_step_is_torchs_fused_step_bit_for_bit(cls):
-    ours, opt, stepper = _train(cls, direct=True)
-    ref, ref_opt, _ = _train(cls, direct=False)
+def test_the_direct_step_is_torchs_fused_step_bit_for_bit(cls, device):
+    ours, opt, stepper = _train(cls, direct=True, device=device)
+    ref, ref_opt, _ = _train(cls, direct=False, device=device)
     assert stepper.direct_steps == 5  # the first step is torch's own: it creates the state
-    start = _params(0)
+    start = _params(0, device)
     for mine, theirs, s in zip(ours, ref, start, strict=True):
         assert torch.equal(mine, theirs) and not torch.equal(mine, s)
     mine_state, ref_state = opt.state_dict(), ref_opt.state_dict()
@@ -122,8 +125,9 @@ def test_a_tensor_learning_rate_goes_through_torch():
     assert stepper.direct_steps == 0 and float(opt.state[params[0]]["step"]) == 2.0
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("flat", [True, False])
-def test_a_whole_fit_is_the_same_bytes_with_and_without_the_shortcut(tiny_data, flat):
+def test_a_whole_fit_is_the_same_bytes_with_and_without_the_shortcut(tiny_data, flat, device):
     from ctrbench.trainer import TrainConfig, Trainer
     from ctrbench_ctr.deepfm import DeepFM
 
@@ -132,7 +136,7 @@ def test_a_whole_fit_is_the_same_bytes_with_and_without_the_shortcut(tiny_data, 
         torch.manual_seed(5)
         model = DeepFM(tiny_data.fields, embed_dim=8)
         trainer = Trainer(TrainConfig(epochs=3, batch_size=128, lr=0.01, patience=1, weight_decay=1e-4),
-                          torch.device("cpu"), seed=5)
+                          torch.device(device), seed=5)
         trainer.engine.flat_params, trainer.engine.direct_step = flat, direct
         original = DirectFusedStep.step
         DirectFusedStep.step = lambda self, _orig=original, _direct=direct: (calls.append(_direct), _orig(self))[1]
